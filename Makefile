@@ -1,0 +1,38 @@
+# Each target creates .venv itself when missing. torch==2.13.0 is installed first and pinned
+# again next to the project: without the pin pip swaps in a multi-GB CUDA build.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_PIN := torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_PIN)"
+	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/seg4seg predict \
+		--model sample_data/model/Dataset990_Seg4SegSample/nnUNetTrainer__nnUNetPlans__2d \
+		--data sample_data/Dataset990_Seg4SegSample \
+		--out seg4seg_out
+
+test: $(STAMP)
+	$(BIN)/ruff check seg4seg_cli tests benchmarks sample_data
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check seg4seg_cli tests benchmarks sample_data
+	$(BIN)/ruff format --check seg4seg_cli tests benchmarks sample_data
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_predict_overhead.py
+
+clean:
+	rm -rf seg4seg_out .pytest_cache build *.egg-info

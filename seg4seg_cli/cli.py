@@ -1,0 +1,293 @@
+"""The command line: parses arguments, calls one pipeline function per command, renders.
+
+Exit codes: 0 success, 2 bad input or usage, 3 internal error (1 is reserved for the audit gate).
+User errors are Seg4SegError subclasses, caught here once and printed as one line.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from seg4seg_cli import console
+from seg4seg_cli.errors import Seg4SegError, UsageError
+
+EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="seg4seg",
+    help="Audit a trained nnU-Net segmentation model: find the subgroups of cases where it fails.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only errors and the result.")
+]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Print details, nnU-Net's output and tracebacks.")
+]
+
+
+class ProgressMode(str, Enum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+class DeviceChoice(str, Enum):
+    auto = "auto"
+    cuda = "cuda"
+    cpu = "cpu"
+
+
+ProgressOption = Annotated[
+    ProgressMode,
+    typer.Option(
+        "--progress",
+        help="Progress display: auto (bar on a terminal, periodic lines elsewhere), always, never.",
+    ),
+]
+
+
+def _apply_verbosity(quiet: bool, verbose: bool, progress: ProgressMode) -> None:
+    """Options may be given before or after the command; either place counts."""
+    console.settings.quiet = console.settings.quiet or quiet
+    console.settings.verbose = console.settings.verbose or verbose
+    if progress != ProgressMode.auto:
+        console.settings.progress = progress.value
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from seg4seg_cli.provenance import version_text
+
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print versions of seg4seg, nnunetv2, torch and CUDA availability.",
+        ),
+    ] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    progress: ProgressOption = ProgressMode.auto,
+) -> None:
+    _apply_verbosity(quiet, verbose, progress)
+
+
+def _parse_folds(folds: list[str] | None) -> list[str] | None:
+    if not folds:
+        return None
+    parsed = [f for item in folds for f in item.replace(",", " ").split()]
+    for fold in parsed:
+        if not (fold.isdigit() or fold == "all"):
+            raise UsageError(f"--folds takes fold numbers or 'all', not {fold!r}")
+    return parsed
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  seg4seg predict --model nnUNet_results/Dataset001_X/nnUNetTrainer__nnUNetPlans__3d_fullres "
+        "--data nnUNet_raw/Dataset001_X --out audit_X\n\n"
+        "  seg4seg predict -m .../fold_0 --images scans/ --out audit_X --device cpu --disable-tta\n\n"
+        "  sbatch --array=0-3 ... seg4seg predict -m MODEL -d DATA -o OUT   (parts from SLURM_ARRAY_*)"
+    )
+)
+def predict(
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model",
+            "-m",
+            help="nnU-Net results folder Trainer__Plans__Config, a fold_X folder, or a .pth file.",
+        ),
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="nnU-Net raw dataset folder (dataset.json; imagesTs preferred, else imagesTr).",
+        ),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            "--images", "-i", help="Folder of images CASE_XXXX{ending}, instead of --data."
+        ),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Out folder (predictions/, embeddings.parquet, run.json)."
+        ),
+    ] = Path("seg4seg_out"),
+    folds: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--folds",
+            "-f",
+            help="Folds to ensemble, e.g. '0,1,2' or 'all' (default: every fold_X present).",
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", "-chk", help="Checkpoint file name in each fold.")
+    ] = "checkpoint_final.pth",
+    device: Annotated[
+        DeviceChoice, typer.Option("--device", help="auto (CUDA when available), cuda or cpu.")
+    ] = DeviceChoice.auto,
+    step_size: Annotated[
+        float,
+        typer.Option(
+            "--step-size", "-step_size", help="Sliding-window step as a fraction of the patch size."
+        ),
+    ] = 0.5,
+    disable_tta: Annotated[
+        bool,
+        typer.Option(
+            "--disable-tta",
+            "--disable_tta",
+            help="No test-time mirroring (faster, slightly less accurate).",
+        ),
+    ] = False,
+    save_probabilities: Annotated[
+        bool,
+        typer.Option("--save-probabilities", help="Also write CASE.npz with class probabilities."),
+    ] = False,
+    num_parts: Annotated[
+        int | None,
+        typer.Option(
+            "--num-parts",
+            "-num_parts",
+            help="Split the cases into N parts (default: $SLURM_ARRAY_TASK_COUNT or 1).",
+        ),
+    ] = None,
+    part_id: Annotated[
+        int | None,
+        typer.Option(
+            "--part-id",
+            "-part_id",
+            help="Which part to run, 0..N-1 (default: $SLURM_ARRAY_TASK_ID or 0).",
+        ),
+    ] = None,
+    trust_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--trust-checkpoint",
+            help="Allow full unpickling of checkpoints (runs code in them). Only for files you trust.",
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Redo every case, even those already predicted in --out."),
+    ] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    progress: ProgressOption = ProgressMode.auto,
+) -> None:
+    """Run an nnU-Net v2 model on a dataset; write predictions, encoder embeddings and run.json.
+
+    Resumable: a rerun into the same --out skips finished cases.
+
+    Sharded like nnU-Net: part K of N takes sorted(case_ids)[K::N].
+    """
+    _apply_verbosity(quiet, verbose, progress)
+    if data is None and images is None:
+        raise UsageError("give --data DATASET_DIR (nnU-Net raw layout) or --images DIR")
+    from seg4seg_cli.predict import PredictOptions, run_predict
+
+    result = run_predict(
+        PredictOptions(
+            model=model,
+            out=out,
+            data=data,
+            images=images,
+            folds=_parse_folds(folds),
+            checkpoint=checkpoint,
+            device=device.value,
+            step_size=step_size,
+            disable_tta=disable_tta,
+            save_probabilities=save_probabilities,
+            num_parts=num_parts,
+            part_id=part_id,
+            trust_checkpoint=trust_checkpoint,
+            overwrite=overwrite,
+        )
+    )
+    _render_case_summary(
+        "predict", result.new, result.reused, result.skipped, result.seconds, result.device, out
+    )
+    if not result.done:
+        raise typer.Exit(EXIT_INPUT)
+
+
+def _render_case_summary(
+    step: str,
+    new: list[str],
+    reused: list[str],
+    skipped: dict[str, str],
+    seconds: float,
+    device: str,
+    out: Path,
+) -> None:
+    per_case = f", {seconds / len(new):.3f} s/case" if new else ""
+    summary = (
+        f"{step}: {len(new) + len(reused)} case(s) done ({len(new)} new, {len(reused)} reused), "
+        f"{len(skipped)} skipped, {seconds:.1f} s on {device}{per_case} -> {out}"
+    )
+    if console.settings.quiet:
+        console.console.print(summary)
+    else:
+        console.info(summary)
+    for case_id, reason in sorted(skipped.items()):
+        console.console.print(f"  skipped {case_id}: {reason}", markup=False, highlight=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `seg4seg` script: runs the app and maps errors to exit codes."""
+    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = command.main(args=args, prog_name="seg4seg", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show(file=sys.stderr)
+        code = EXIT_INPUT
+    except click.exceptions.Abort:
+        console.error("aborted")
+        code = 130
+    except Seg4SegError as exc:
+        console.error(str(exc))
+        code = EXIT_INPUT
+    except KeyboardInterrupt:
+        console.error("interrupted; finished cases are kept, rerun the same command to resume")
+        code = 130
+    except Exception as exc:  # a bug: say so, and how to report it
+        if console.settings.verbose:
+            traceback.print_exc()
+        console.error(
+            f"internal error {type(exc).__name__}: {exc} (rerun with -v for the traceback and "
+            "report it with seg4seg --version)"
+        )
+        code = EXIT_INTERNAL
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -1,0 +1,95 @@
+"""The one console (stderr) that logs and progress go through, and the progress display.
+
+Data goes to files, or to stdout when asked; everything for people goes to stderr. On a TTY
+progress is a bar; elsewhere (CI logs, SLURM output files) it is a line every 10% or 30 seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class Verbosity:
+    quiet: bool = False
+    verbose: bool = False
+    progress: str = "auto"  # auto | always | never
+
+
+settings = Verbosity()
+
+
+def info(message: str) -> None:
+    if not settings.quiet:
+        console.print(escape(message))
+
+
+def debug(message: str) -> None:
+    if settings.verbose:
+        console.print(f"[dim]{escape(message)}[/dim]")
+
+
+def warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/yellow] {escape(message)}")
+
+
+def error(message: str) -> None:
+    console.print(f"[bold red]error:[/bold red] {escape(message)}")
+
+
+class CaseProgress:
+    """Progress over `total` cases: a bar on a TTY, periodic one-line reports otherwise."""
+
+    def __init__(self, label: str, total: int, every_s: float = 30.0) -> None:
+        self.label, self.total, self.every_s = label, total, every_s
+        self.done = 0
+        self._bar: Progress | None = None
+        self._start = self._last_line = time.monotonic()
+        self._next_fraction = 0.1
+
+    def __enter__(self) -> CaseProgress:
+        mode = settings.progress
+        use_bar = mode == "always" or (mode == "auto" and console.is_terminal)
+        if use_bar and not settings.quiet and self.total:
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self
+
+    def advance(self, case_id: str) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, description=f"{self.label} {case_id}")
+            return
+        if settings.quiet or settings.progress == "never":
+            return
+        now = time.monotonic()
+        fraction = self.done / self.total
+        if fraction >= self._next_fraction or now - self._last_line >= self.every_s:
+            elapsed = now - self._start
+            left = elapsed / self.done * (self.total - self.done)
+            console.print(
+                f"{self.label}: {self.done}/{self.total} cases ({fraction:.0%}), "
+                f"{elapsed:.1f} s elapsed, ~{left:.0f} s left"
+            )
+            self._last_line = now
+            while self._next_fraction <= fraction:
+                self._next_fraction += 0.1
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
