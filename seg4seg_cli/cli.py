@@ -17,6 +17,7 @@ import typer
 
 from seg4seg_cli import console
 from seg4seg_cli.errors import Seg4SegError, UsageError
+from seg4seg_cli.provenance import set_command_line
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -266,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `seg4seg` script: runs the app and maps errors to exit codes."""
     command = typer.main.get_command(app)
     args = sys.argv[1:] if argv is None else argv
+    set_command_line(args)
     try:
         code = command.main(args=args, prog_name="seg4seg", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -43,5 +43,14 @@ def version_text() -> str:
     )
 
 
+_invocation: list[str] | None = None
+
+
+def set_command_line(args: list[str]) -> None:
+    """Remember the arguments the CLI was called with (they differ from sys.argv in-process)."""
+    global _invocation
+    _invocation = list(args)
+
+
 def command_line() -> list[str]:
-    return ["seg4seg", *sys.argv[1:]]
+    return ["seg4seg", *(sys.argv[1:] if _invocation is None else _invocation)]
