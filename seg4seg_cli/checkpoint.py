@@ -9,11 +9,11 @@ Full unpickling happens only when the user passes --trust-checkpoint.
 from __future__ import annotations
 
 import pickle
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from seg4seg_cli import console
 from seg4seg_cli.errors import ModelError
 
 
@@ -42,9 +42,8 @@ def load_checkpoint(path: Path, trust: bool = False) -> dict[str, Any]:
 
     try:
         if trust:
-            warnings.warn(
-                f"--trust-checkpoint: unpickling {path} fully; this runs any code the file holds",
-                stacklevel=2,
+            console.warn(
+                f"--trust-checkpoint: unpickling {path} fully; this runs any code the file holds"
             )
             checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         else:

@@ -25,7 +25,9 @@ torch.set_num_threads(1)
 
 
 def sample_test_case_ids() -> list[str]:
-    return sorted(p.name[: -len("_0000.nii.gz")] for p in (SAMPLE_DATA / "imagesTs").glob("*_0000.nii.gz"))
+    return sorted(
+        p.name[: -len("_0000.nii.gz")] for p in (SAMPLE_DATA / "imagesTs").glob("*_0000.nii.gz")
+    )
 
 
 @dataclass
@@ -86,7 +88,19 @@ def sample_run(tmp_path_factory) -> Path:
     console.settings.quiet = True
     try:
         with pytest.raises(SystemExit) as exit_info:
-            main(["predict", "-m", str(SAMPLE_MODEL), "-d", str(SAMPLE_DATA), "-o", str(out), "--device", "cpu"])
+            main(
+                [
+                    "predict",
+                    "-m",
+                    str(SAMPLE_MODEL),
+                    "-d",
+                    str(SAMPLE_DATA),
+                    "-o",
+                    str(out),
+                    "--device",
+                    "cpu",
+                ]
+            )
     finally:
         console.settings.quiet = False
     assert exit_info.value.code == 0
