@@ -73,8 +73,12 @@ def main() -> None:
 
     medians = {k: statistics.median(v) for k, v in times.items()}
     ratio = medians["seg4seg"] / medians["nnU-Net"]
-    device_name = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {args.threads} threads"
-    print(f"predict overhead, {n_cases} sample cases (64x64, mirroring on), {device_name}, {args.runs} alternating runs")
+    device_name = (
+        torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {args.threads} threads"
+    )
+    print(
+        f"predict overhead, {n_cases} sample cases (64x64, mirroring on), {device_name}, {args.runs} alternating runs"
+    )
     print("| implementation | median s | s per case | runs (s) |")
     print("|---|---|---|---|")
     for name, values in times.items():

@@ -12,7 +12,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from seg4seg_cli import console
@@ -270,14 +269,18 @@ def main(argv: list[str] | None = None) -> None:
     set_command_line(args)
     try:
         code = command.main(args=args, prog_name="seg4seg", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show(file=sys.stderr)
-        code = EXIT_INPUT
-    except click.exceptions.Abort:
+    except typer.Abort:
         console.error("aborted")
         code = 130
+    except typer.TyperException as exc:  # usage errors of the argument parser
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show(file=sys.stderr)
+        else:
+            console.error(str(exc))
+        code = EXIT_INPUT
     except Seg4SegError as exc:
         console.error(str(exc))
         code = EXIT_INPUT
