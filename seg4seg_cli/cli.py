@@ -240,6 +240,108 @@ def predict(
         raise typer.Exit(EXIT_INPUT)
 
 
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  seg4seg features --data nnUNet_raw/Dataset001_X --out audit_X   (predictions from seg4seg predict)\n\n"
+        "  seg4seg features -d nnUNet_raw/Dataset001_X --predictions my_preds/ -o audit_X --metadata sites.csv\n\n"
+        "  seg4seg features -d DATA -o OUT --workers 8 --nsd-tol-mm 2.0"
+    )
+)
+def features(
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            "-d",
+            help="nnU-Net raw dataset folder: dataset.json (labels), images and labelsTs/labelsTr.",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Out folder; cases.parquet is written here.")
+    ] = Path("seg4seg_out"),
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions",
+            "-p",
+            help="Folder of predictions CASE{ending} from any tool (default: OUT/predictions).",
+        ),
+    ] = None,
+    metadata: Annotated[
+        Path | None,
+        typer.Option("--metadata", help="CSV with a case_id column; other columns become meta_*."),
+    ] = None,
+    nsd_tol_mm: Annotated[
+        float, typer.Option("--nsd-tol-mm", help="Tolerance of the normalised surface Dice, in mm.")
+    ] = 1.0,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", "-w", help="Worker processes (one case in memory per worker)."),
+    ] = 1,
+    num_parts: Annotated[
+        int | None,
+        typer.Option(
+            "--num-parts",
+            "-num_parts",
+            help="Split the cases into N parts (default: $SLURM_ARRAY_TASK_COUNT or 1).",
+        ),
+    ] = None,
+    part_id: Annotated[
+        int | None,
+        typer.Option(
+            "--part-id",
+            "-part_id",
+            help="Which part to run, 0..N-1 (default: $SLURM_ARRAY_TASK_ID or 0).",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Recompute every case, even unchanged ones.")
+    ] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    progress: ProgressOption = ProgressMode.auto,
+) -> None:
+    """Compute per-case error, uncertainty, image and metadata features into cases.parquet.
+
+    Needs no model: predictions from any tool work. Resumable: unchanged cases are reused.
+    """
+    _apply_verbosity(quiet, verbose, progress)
+    from seg4seg_cli.features import FeaturesOptions, run_features
+
+    result = run_features(
+        FeaturesOptions(
+            data=data,
+            out=out,
+            predictions=predictions,
+            metadata=metadata,
+            nsd_tol_mm=nsd_tol_mm,
+            workers=workers,
+            num_parts=num_parts,
+            part_id=part_id,
+            overwrite=overwrite,
+        )
+    )
+    if result.metadata_missing:
+        console.warn(
+            f"metadata: {len(result.metadata_missing)} case(s) have no row in {metadata}: {_some(result.metadata_missing)}"
+        )
+    if result.metadata_extra:
+        console.warn(
+            f"metadata: {len(result.metadata_extra)} row(s) in {metadata} match no case: {_some(result.metadata_extra)}"
+        )
+    _render_case_summary(
+        "features", result.new, result.reused, result.skipped, result.seconds, "cpu", out
+    )
+    if not result.done:
+        raise typer.Exit(EXIT_INPUT)
+
+
+def _some(items: list[str], limit: int = 10) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 def _render_case_summary(
     step: str,
     new: list[str],
