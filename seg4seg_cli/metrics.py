@@ -81,6 +81,12 @@ class LabelMetrics:
         return asdict(self)
 
 
+def nsd_tol_within(nsd_tol_mm: float) -> float:
+    """The NSD tolerance widened by float rounding (1e-9 relative), so that a distance equal to
+    the tolerance counts as within it however the coordinates were rounded."""
+    return nsd_tol_mm * (1 + 1e-9) + 1e-12
+
+
 def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     """The smallest box holding every true voxel of `mask`, or None when it is empty."""
     box = []
@@ -115,7 +121,10 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     connectivity = 26 if mask.ndim == 3 else 8
     if mask.ndim not in (2, 3):
         raise ValueError(f"masks must be 2-D or 3-D, got {mask.ndim}-D")
-    labels, count = cc3d.connected_components(mask, connectivity=connectivity, return_N=True)
+    # cc3d 4.1 mislabels bool arrays of shape (1, n) in 2-D; its uint8 path is right
+    labels, count = cc3d.connected_components(
+        mask.view(np.uint8), connectivity=connectivity, return_N=True
+    )
     return labels, int(count)
 
 
@@ -181,9 +190,9 @@ def binary_metrics(
         hd95 = float(max(np.percentile(ref_to_pred, 95), np.percentile(pred_to_ref, 95)))
         total = ref_to_pred.size + pred_to_ref.size
         assd = float((ref_to_pred.sum() + pred_to_ref.sum()) / total)
-        within = np.count_nonzero(ref_to_pred <= nsd_tol_mm) + np.count_nonzero(
-            pred_to_ref <= nsd_tol_mm
-        )
+        # distances equal to the tolerance count as within it, whatever the rounding of coordinates
+        limit = nsd_tol_within(nsd_tol_mm)
+        within = np.count_nonzero(ref_to_pred <= limit) + np.count_nonzero(pred_to_ref <= limit)
         nsd = float(within / total)
 
     return LabelMetrics(
