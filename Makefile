@@ -17,11 +17,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e ".[test]"
 	touch $(STAMP)
 
+SAMPLE_MODEL := sample_data/model/Dataset990_Seg4SegSample/nnUNetTrainer__nnUNetPlans__2d
+SAMPLE_DATA := sample_data/Dataset990_Seg4SegSample
+
 demo: $(STAMP)
-	$(BIN)/seg4seg predict \
-		--model sample_data/model/Dataset990_Seg4SegSample/nnUNetTrainer__nnUNetPlans__2d \
-		--data sample_data/Dataset990_Seg4SegSample \
-		--out seg4seg_out
+	$(BIN)/seg4seg predict --model $(SAMPLE_MODEL) --data $(SAMPLE_DATA) --out seg4seg_out --save-probabilities
+	$(BIN)/seg4seg features --data $(SAMPLE_DATA) --out seg4seg_out --metadata sample_data/metadata.csv
 
 test: $(STAMP)
 	$(BIN)/ruff check seg4seg_cli tests benchmarks sample_data

@@ -189,7 +189,7 @@ def features_for_case(
 
     row.update(dict.fromkeys(UNCERTAINTY_FEATURES))
     if case.probabilities_file is not None:
-        row.update(_uncertainty(case, prediction))
+        row.update(_uncertainty(case, prediction, labels.region_based))
 
     image_array = sitk.GetArrayViewFromImage(image)
     if not np.all(np.isfinite(image_array)):
@@ -199,7 +199,7 @@ def features_for_case(
     return row
 
 
-def _uncertainty(case: FeatureCase, prediction: sitk.Image) -> dict[str, float]:
+def _uncertainty(case: FeatureCase, prediction: sitk.Image, region_based: bool) -> dict[str, float]:
     try:
         with np.load(case.probabilities_file) as archive:
             probabilities = archive["probabilities"]
@@ -213,4 +213,6 @@ def _uncertainty(case: FeatureCase, prediction: sitk.Image) -> dict[str, float]:
             f"probabilities {case.probabilities_file} have shape {probabilities.shape}, which does not fit the "
             f"prediction's {predicted.shape}; rerun predict with --save-probabilities"
         )
-    return uncertainty_features(probabilities, predicted.reshape(probabilities.shape[1:]))
+    return uncertainty_features(
+        probabilities, predicted.reshape(probabilities.shape[1:]), region_based
+    )

@@ -222,11 +222,23 @@ def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:
     return -(p * np.log(p)).sum(axis=0) / np.log(n_classes)
 
 
+def binary_entropy(probabilities: np.ndarray) -> np.ndarray:
+    """Per-voxel mean over channels of the binary entropy (bits) of independent sigmoid outputs
+    `(n_regions, *spatial)`, as region-based nnU-Net models produce; in [0, 1]."""
+    p = np.clip(probabilities.astype(np.float64), 1e-12, 1 - 1e-12)
+    return (-(p * np.log2(p) + (1 - p) * np.log2(1 - p))).mean(axis=0)
+
+
 def uncertainty_features(
-    probabilities: np.ndarray, predicted_foreground: np.ndarray
+    probabilities: np.ndarray, predicted_foreground: np.ndarray, region_based: bool = False
 ) -> dict[str, float]:
-    """`entropy_mean` over the image and `entropy_in_pred` over predicted foreground (0 if none)."""
-    entropy = normalised_entropy(probabilities).reshape(predicted_foreground.shape)
+    """`entropy_mean` over the image and `entropy_in_pred` over predicted foreground (0 if none).
+
+    Softmax outputs (`region_based=False`) use the normalised entropy of the class distribution;
+    region-based sigmoid outputs the mean binary entropy of the regions.
+    """
+    entropy = binary_entropy(probabilities) if region_based else normalised_entropy(probabilities)
+    entropy = entropy.reshape(predicted_foreground.shape)
     inside = entropy[predicted_foreground]
     return {
         "entropy_mean": float(entropy.mean()),

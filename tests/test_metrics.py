@@ -320,3 +320,20 @@ def test_labels_absent_everywhere_follow_the_both_empty_convention():
     empty = np.zeros((5, 5), np.uint8)
     results = case_metrics(empty, empty, {"a": (1,)}, (1.0, 1.0))
     assert results["a"].dice == 1.0 and results["a"].ref_empty and results["a"].pred_empty
+
+
+def test_entropy_is_zero_when_certain_and_one_when_uniform():
+    from seg4seg_cli.metrics import uncertainty_features
+
+    certain = np.zeros((3, 4, 4))
+    certain[0] = 1.0
+    uniform = np.full((3, 4, 4), 1 / 3)
+    foreground = np.zeros((4, 4), bool)
+    foreground[1:3, 1:3] = True
+    assert uncertainty_features(certain, foreground)["entropy_mean"] == pytest.approx(0.0, abs=1e-9)
+    assert uncertainty_features(uniform, foreground)["entropy_in_pred"] == pytest.approx(1.0)
+    halves = np.full((2, 4, 4), 0.5)  # region-based sigmoid outputs at 0.5: one bit each
+    assert uncertainty_features(halves, foreground, region_based=True)[
+        "entropy_mean"
+    ] == pytest.approx(1.0)
+    assert uncertainty_features(uniform, np.zeros((4, 4), bool))["entropy_in_pred"] == 0.0
