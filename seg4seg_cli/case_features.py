@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from seg4seg_cli.errors import CaseError
 from seg4seg_cli.labels import LabelSet
@@ -33,6 +34,7 @@ IMAGE_FEATURES = (
     "intensity_p99",
 )
 UNCERTAINTY_FEATURES = ("entropy_mean", "entropy_in_pred")
+DESCRIPTOR_KEY = "image_descriptor"  # carried with the row, written to embeddings.parquet
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,33 @@ def features_for_case(
         raise CaseError(f"the image {case.image_file} contains NaN or inf values; fix the image")
     row.update(geometry_features(image))
     row.update(_intensity_features(image_array))
+    row[DESCRIPTOR_KEY] = image_descriptor(
+        image_array, row["intensity_p01"], row["intensity_p99"]
+    ).tolist()
     return row
+
+
+def image_descriptor(image: np.ndarray, low: float, high: float) -> np.ndarray:
+    """A model-free embedding of an image: a thumbnail (16x16 in 2-D, 8x8x8 in 3-D) and a 32-bin
+    histogram of its intensities, both on intensities rescaled so that [p01, p99] maps to [0, 1].
+
+    Used by the discovery methods when predictions come from another tool and no encoder
+    embedding exists. Shape `(288,)` for 2-D images, `(544,)` for 3-D.
+    """
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[0] == 1:
+        image = image[0]
+    side = 16 if image.ndim == 2 else 8
+    # a strided subsample first, so huge volumes cost little; then linear resampling to the thumbnail
+    step = [max(1, n // (4 * side)) for n in image.shape]
+    small = image[tuple(slice(None, None, s) for s in step)].astype(np.float64)
+    scale = (high - low) if high > low else 1.0
+    small = np.clip((small - low) / scale, 0.0, 1.0)
+    thumbnail = ndimage.zoom(
+        small, [side / n for n in small.shape], order=1, grid_mode=True, mode="nearest"
+    )
+    histogram, _ = np.histogram(small, bins=32, range=(0.0, 1.0))
+    return np.concatenate([thumbnail.ravel(), histogram / max(1, small.size)]).astype(np.float32)
 
 
 def _uncertainty(case: FeatureCase, prediction: sitk.Image, region_based: bool) -> dict[str, float]:

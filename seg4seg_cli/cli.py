@@ -6,6 +6,7 @@ User errors are Seg4SegError subclasses, caught here once and printed as one lin
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from enum import Enum
@@ -335,6 +336,116 @@ def features(
     )
     if not result.done:
         raise typer.Exit(EXIT_INPUT)
+
+
+class Method(str, Enum):
+    domino = "domino"
+    spotlight = "spotlight"
+    planespot = "planespot"
+    kmeans = "kmeans"
+    sliceline = "sliceline"
+    all = "all"
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  seg4seg discover audit_X                       (Domino on Dice, 5 slices)\n\n"
+        "  seg4seg discover audit_X --method all --metric hd95_mm --seed 1\n\n"
+        "  seg4seg discover audit_X --method sliceline --min-size 20"
+    )
+)
+def discover(
+    out: Annotated[
+        Path, typer.Argument(help="Out folder holding cases.parquet (and embeddings.parquet).")
+    ],
+    method: Annotated[
+        Method, typer.Option("--method", help="Slice-discovery method, or all of them.")
+    ] = Method.domino,
+    metric: Annotated[
+        str,
+        typer.Option(
+            "--metric", help="Per-case metric column to audit (dice, nsd, hd95_mm, dice__LABEL...)."
+        ),
+    ] = "dice",
+    n_slices: Annotated[int, typer.Option("--n-slices", help="Slices each method returns.")] = 5,
+    min_size: Annotated[
+        int | None,
+        typer.Option(
+            "--min-size", help="Smallest subgroup reported (default max(10, 2% of cases))."
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the split, the methods and the bootstrap.")
+    ] = 0,
+    holdout: Annotated[
+        float,
+        typer.Option(
+            "--holdout", help="Fraction of cases kept out of discovery to test the subgroups on."
+        ),
+    ] = 0.5,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table (stderr) or json (subgroups.json on stdout).")
+    ] = "table",
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    progress: ProgressOption = ProgressMode.auto,
+) -> None:
+    """Find subgroups of cases where the model fails systematically; write subgroups.json.
+
+    Slices are found on a random part of the cases and tested on the rest (--holdout), so the
+    p-values are honest.
+    """
+    _apply_verbosity(quiet, verbose, progress)
+    if output_format not in ("table", "json"):
+        raise UsageError(f"--format must be table or json, not {output_format!r}")
+    from seg4seg_cli.discover import DiscoverOptions, run_discover
+
+    payload = run_discover(
+        DiscoverOptions(
+            out=out,
+            method=method.value,
+            metric=metric,
+            n_slices=n_slices,
+            min_size=min_size,
+            seed=seed,
+            holdout=holdout,
+        )
+    )
+    if output_format == "json":
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        _render_subgroups(payload)
+
+
+def _render_subgroups(payload: dict) -> None:
+    from rich.table import Table
+
+    overall = payload["overall"]
+    console.console.print(
+        f"{payload['metric']}: mean {overall['mean']:.3f}, median {overall['median']:.3f} over "
+        f"{payload['n_cases']} cases; {len(payload['subgroups'])} subgroup(s) by {payload['method']}",
+        markup=False,
+    )
+    if not payload["subgroups"] or console.settings.quiet:
+        return
+    table = Table(show_lines=False)
+    for column in ("rank", "id", "size", "inside", "rest", "gap [95% CI]", "p adj", "description"):
+        table.add_column(column, overflow="fold")
+    for group in payload["subgroups"]:
+        ci = group["gap_ci95"]
+        gap = f"{group['gap']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        table.add_row(
+            str(group["rank"]),
+            group["id"],
+            str(group["size"]),
+            f"{group['metric_mean']:.3f}",
+            f"{group['metric_mean_rest']:.3f}",
+            gap,
+            f"{group['p_adjusted']:.2g}",
+            group["description"],
+        )
+    console.console.print(table)
 
 
 def _some(items: list[str], limit: int = 10) -> str:

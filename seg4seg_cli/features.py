@@ -16,17 +16,20 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seg4seg_cli import atomic, console
 from seg4seg_cli.case_features import (
+    DESCRIPTOR_KEY,
     IMAGE_FEATURES,
     UNCERTAINTY_FEATURES,
     FeatureCase,
     features_for_case,
 )
 from seg4seg_cli.cases import find_cases, read_dataset_json, resolve_part, select_part
+from seg4seg_cli.embeddings_store import write_embeddings
 from seg4seg_cli.errors import CaseError, OutputError, UsageError
 from seg4seg_cli.labels import LabelSet, label_set_from_dataset_json
 from seg4seg_cli.metadata import join_metadata, read_metadata
@@ -34,6 +37,7 @@ from seg4seg_cli.metrics import EMPTY_MASK_CONVENTIONS, METRIC_NAMES
 from seg4seg_cli.run_record import now_iso, record_path, write_step
 
 SCHEMA_VERSION = 1
+DESCRIPTOR_SOURCE = "image_descriptor"
 COUNT_METRICS = {"n_comp_ref", "n_comp_pred", "n_comp_missed", "n_comp_extra"}
 SURFACE_DEFINITION = (
     "voxel boundary (MONAI, MetricsReloaded): surface voxels have a face neighbour outside the mask; "
@@ -66,6 +70,9 @@ class FeaturesResult:
     cases_file: Path | None = None
     metadata_missing: list[str] = field(default_factory=list)
     metadata_extra: list[str] = field(default_factory=list)
+    embeddings_written: bool = (
+        False  # image descriptors written as embeddings (no model embeddings)
+    )
 
     @property
     def done(self) -> list[str]:
@@ -192,6 +199,32 @@ def _list_cases(
     return cases, skipped
 
 
+def _write_descriptors(
+    out: Path, num_parts: int, part_id: int, case_ids: list[str], rows: dict
+) -> bool:
+    """Write image descriptors as the embeddings, unless a model's embeddings are already there."""
+    name = (
+        "embeddings.parquet"
+        if num_parts == 1
+        else f"shards/embeddings-part-{part_id:05d}-of-{num_parts:05d}.parquet"
+    )
+    path = out / name
+    if path.is_file():
+        source = pq.read_schema(path).metadata.get(b"seg4seg", b"{}")
+        if json.loads(source).get("source") != DESCRIPTOR_SOURCE:
+            return False
+    write_embeddings(
+        path,
+        case_ids,
+        [np.asarray(rows[c][DESCRIPTOR_KEY], dtype=np.float32) for c in case_ids],
+        source=DESCRIPTOR_SOURCE,
+        extra_metadata={
+            "descriptor": "16x16 (2-D) or 8x8x8 (3-D) thumbnail + 32-bin histogram, intensities scaled by p01/p99"
+        },
+    )
+    return True
+
+
 def run_features(options: FeaturesOptions) -> FeaturesResult:
     """Compute the features of every case of the selected part; see the module docstring."""
     started, start_iso = time.perf_counter(), now_iso()
@@ -294,6 +327,7 @@ def run_features(options: FeaturesOptions) -> FeaturesResult:
         result.cases_file.parent.mkdir(parents=True, exist_ok=True)
         with atomic.atomic_path(result.cases_file) as tmp:
             pq.write_table(table, tmp)
+        result.embeddings_written = _write_descriptors(out, num_parts, part_id, case_ids, rows)
 
     result.seconds = time.perf_counter() - started
     write_step(

@@ -313,3 +313,24 @@ def test_missing_prediction_folder_is_a_usage_error(cli, small_dataset, tmp_path
     result = _features(cli, small_dataset, tmp_path / "empty_out")
     assert result.code == 2
     assert "no prediction folder" in result.err
+
+
+def test_without_model_embeddings_features_writes_image_descriptors(cli, tmp_path):
+    from seg4seg_cli.embeddings_store import read_embeddings
+
+    data = make_label_dataset(tmp_path, {"background": 0, "a": 1}, n_cases=5)
+    out = tmp_path / "out"
+    assert _features(cli, data, out, "-p", data / "preds").code == 0
+    ids, matrix, sources = read_embeddings(out / "embeddings.parquet")
+    assert ids == [f"case_{i:03d}" for i in range(5)]
+    assert matrix.shape == (5, 8 * 8 * 8 + 32) and np.isfinite(matrix).all()
+    assert set(sources) == {"image_descriptor"}
+    assert len(np.unique(matrix.round(5), axis=0)) == 5
+
+
+def test_model_embeddings_are_kept(cli, sample_run):
+    from seg4seg_cli.embeddings_store import read_embeddings
+
+    assert _features(cli, SAMPLE_DATA, sample_run).code == 0
+    _, matrix, sources = read_embeddings(sample_run / "embeddings.parquet")
+    assert set(sources) == {"nnunet_encoder"} and matrix.shape[1] == 64

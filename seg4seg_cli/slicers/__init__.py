@@ -1,0 +1,29 @@
+"""Slice-discovery methods, one module each, all with the interface described in `base.py`.
+
+`make_slicer(name, ...)` builds one by name; adding a method is adding a module and a line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# name -> (module, class, whether it needs embeddings)
+METHODS: dict[str, tuple[str, str, bool]] = {
+    "domino": ("seg4seg_cli.slicers.domino", "DominoSlicer", True),
+    "spotlight": ("seg4seg_cli.slicers.spotlight", "SpotlightSlicer", True),
+    "planespot": ("seg4seg_cli.slicers.planespot", "PlaneSpotSlicer", True),
+    "kmeans": ("seg4seg_cli.slicers.kmeans", "KMeansSlicer", True),
+    "sliceline": ("seg4seg_cli.slicers.sliceline", "SliceLineSlicer", False),
+}
+
+
+def make_slicer(name: str, n_slices: int, random_state: int, min_size: int):
+    """A slicer with our defaults; `min_size` is the fewest cases a reported slice may hold."""
+    module_name, class_name, _ = METHODS[name]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    extra = {}
+    if name == "domino":
+        extra["min_slice_size"] = min_size
+    if name == "sliceline":
+        extra["min_support"] = min_size
+    return cls(n_slices=n_slices, random_state=random_state, **extra)

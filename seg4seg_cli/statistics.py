@@ -1,0 +1,196 @@
+"""Statistics of a subgroup against the rest: gap with a bootstrap CI, effect size, one-sided
+Mann–Whitney p-value, Benjamini–Hochberg adjustment, near-duplicate merging, and descriptions.
+
+Pure functions over numpy arrays and a pandas feature table; every random draw comes from a
+generator seeded by the caller, so results are reproducible byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import mannwhitneyu
+
+N_BOOTSTRAP = 1000
+
+
+@dataclass(frozen=True)
+class GapStatistics:
+    """Quality inside vs outside a subgroup; `gap` > 0 means worse inside."""
+
+    n_in: int
+    n_rest: int
+    metric_mean: float
+    metric_mean_rest: float
+    gap: float
+    gap_ci95: tuple[float, float] | None
+    effect_size: float | None
+    p_value: float
+
+
+def gap_statistics(
+    inside: np.ndarray,
+    rest: np.ndarray,
+    higher_is_better: bool,
+    rng: np.random.Generator,
+    n_bootstrap: int = N_BOOTSTRAP,
+) -> GapStatistics:
+    """Compare metric values `inside` a subgroup with the `rest`.
+
+    gap = mean(rest) − mean(inside) for higher-is-better metrics (the reverse otherwise), so a
+    positive gap always means the subgroup is worse. The 95% CI resamples both groups with
+    replacement (`n_bootstrap` times, from `rng`); the effect size is Cohen's d with pooled
+    standard deviation, signed like the gap; the p-value is the one-sided Mann–Whitney U test of
+    "worse inside". With fewer than two cases on a side there is no test: p = 1, no CI.
+    """
+    inside = np.asarray(inside, dtype=np.float64)
+    rest = np.asarray(rest, dtype=np.float64)
+    sign = 1.0 if higher_is_better else -1.0
+    mean_in = float(inside.mean()) if inside.size else float("nan")
+    mean_rest = float(rest.mean()) if rest.size else float("nan")
+    gap = sign * (mean_rest - mean_in)
+    if inside.size < 2 or rest.size < 2:
+        return GapStatistics(inside.size, rest.size, mean_in, mean_rest, gap, None, None, 1.0)
+
+    boot_in = rng.choice(inside, size=(n_bootstrap, inside.size), replace=True).mean(axis=1)
+    boot_rest = rng.choice(rest, size=(n_bootstrap, rest.size), replace=True).mean(axis=1)
+    low, high = np.percentile(sign * (boot_rest - boot_in), [2.5, 97.5])
+    pooled = np.sqrt(
+        ((inside.size - 1) * inside.var(ddof=1) + (rest.size - 1) * rest.var(ddof=1))
+        / (inside.size + rest.size - 2)
+    )
+    effect = float(gap / pooled) if pooled > 0 else None
+    alternative = "less" if higher_is_better else "greater"
+    p_value = float(mannwhitneyu(inside, rest, alternative=alternative).pvalue)
+    return GapStatistics(
+        inside.size, rest.size, mean_in, mean_rest, gap, (float(low), float(high)), effect, p_value
+    )
+
+
+def benjamini_hochberg(p_values: list[float]) -> list[float]:
+    """Benjamini–Hochberg adjusted p-values (step-up, monotone, capped at 1), in input order."""
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.size == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    ranked = p[order] * p.size / np.arange(1, p.size + 1)
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty_like(p)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out.tolist()
+
+
+def jaccard(a: set, b: set) -> float:
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
+
+def merge_near_duplicates(
+    groups: list[set], strengths: list[float], threshold: float = 0.5
+) -> list[list[int]]:
+    """Group indices of `groups` whose Jaccard overlap is ≥ `threshold`.
+
+    Groups are visited by decreasing `strengths` (e.g. gap); each joins the first kept group it
+    overlaps enough, else starts a new one. Returns, per kept group, [kept index, merged indices...].
+    """
+    order = sorted(range(len(groups)), key=lambda i: (-strengths[i], i))
+    kept: list[list[int]] = []
+    for i in order:
+        for cluster in kept:
+            if jaccard(groups[cluster[0]], groups[i]) >= threshold:
+                cluster.append(i)
+                break
+        else:
+            kept.append([i])
+    return kept
+
+
+def feature_auc(values: np.ndarray, members: np.ndarray) -> float | None:
+    """P(member value > non-member value) + ½ P(equal): the AUC of a feature for membership."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    inside, rest = values[members & finite], values[~members & finite]
+    if inside.size == 0 or rest.size == 0:
+        return None
+    u = mannwhitneyu(inside, rest, alternative="two-sided").statistic
+    return float(u / (inside.size * rest.size))
+
+
+def _family(column: str) -> str:
+    return column.split("__", 1)[0]
+
+
+def describe(
+    features: pd.DataFrame, members: np.ndarray, metric: str, higher_is_better: bool, n_top: int = 5
+) -> tuple[str, list[dict]]:
+    """A one-line description and the `top_features` that best separate members from the rest.
+
+    Numeric columns are ranked by |AUC − ½|; the first phrase states the audited metric ("low
+    dice"), then up to two other strong columns ("high n_comp_extra"), then the categorical level
+    most over-represented among members ("78% meta_site=C") when it covers most of them.
+    """
+    members = np.asarray(members, dtype=bool)
+    scored = []
+    seen_values: list[np.ndarray] = []
+    for column in features.columns:
+        if (
+            column == "case_id"
+            or not pd.api.types.is_numeric_dtype(features[column])
+            or pd.api.types.is_bool_dtype(features[column])
+        ):
+            continue
+        values = features[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        if any(np.array_equal(values, other, equal_nan=True) for other in seen_values):
+            continue  # the aggregate of a single label repeats the label's column
+        seen_values.append(values)
+        auc = feature_auc(values, members)
+        if auc is None:
+            continue
+        inside, rest = values[members], values[~members]
+        scored.append(
+            {
+                "name": column,
+                "mean_in": float(np.nanmean(inside)) if np.isfinite(inside).any() else None,
+                "mean_rest": float(np.nanmean(rest)) if np.isfinite(rest).any() else None,
+                "auc": auc,
+            }
+        )
+    scored.sort(key=lambda f: (-abs(f["auc"] - 0.5), f["name"]))
+    top = scored[:n_top]
+
+    worse = "low" if higher_is_better else "high"
+    phrases = [f"{worse} {metric}"]
+    for item in scored:
+        if len(phrases) >= 3 or abs(item["auc"] - 0.5) < 0.15:
+            break
+        if _family(item["name"]) == _family(metric):
+            continue
+        phrases.append(f"{'high' if item['auc'] > 0.5 else 'low'} {item['name']}")
+    categorical = _over_represented_level(features, members)
+    if categorical:
+        phrases.append(categorical)
+    return "; ".join(phrases), top
+
+
+def _over_represented_level(features: pd.DataFrame, members: np.ndarray) -> str | None:
+    best = None
+    for column in features.columns:
+        series = features[column]
+        if (
+            column == "case_id"
+            or pd.api.types.is_numeric_dtype(series)
+            and not pd.api.types.is_bool_dtype(series)
+        ):
+            continue
+        values = series.astype("string").fillna("<missing>").to_numpy()
+        levels, counts_in = np.unique(values[members], return_counts=True)
+        for level, count in zip(levels, counts_in, strict=True):
+            share_in = count / max(1, members.sum())
+            share_all = float(np.mean(values == level))
+            if share_in >= 0.5 and share_in >= 1.5 * share_all:
+                key = (share_in / share_all, share_in, column)
+                if best is None or key > best[0]:
+                    best = (key, f"{share_in:.0%} {column}={level}")
+    return best[1] if best else None
