@@ -49,8 +49,9 @@ class DominoSlicer:
         n_slices: int = 5,
         n_components: int = 25,
         n_pca_components: int = 128,
-        quality_weight: float = 1.0,
-        min_component_cases: int = 8,
+        quality_weight: float = 5.0,
+        min_component_cases: int = 25,
+        min_components: int = 5,
         min_slice_size: int = 1,
         max_iter: int = 200,
         tol: float = 1e-5,
@@ -62,6 +63,7 @@ class DominoSlicer:
         self.n_pca_components = n_pca_components
         self.quality_weight = quality_weight
         self.min_component_cases = min_component_cases
+        self.min_components = min_components
         self.min_slice_size = min_slice_size
         self.max_iter = max_iter
         self.tol = tol
@@ -78,7 +80,7 @@ class DominoSlicer:
         self.reducer_ = EmbeddingReducer(self.n_pca_components, self.random_state).fit(embeddings)
         z = self.reducer_.transform(embeddings)
         error = errors_from_quality(quality)[:, None]
-        k = int(min(self.n_components, max(2, n_cases // self.min_component_cases)))
+        k = int(min(self.n_components, max(self.min_components, n_cases // self.min_component_cases)))
 
         # deterministic start: k-means++ seeds on embeddings and (weighted) error together
         start = np.hstack(

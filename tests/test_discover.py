@@ -1,0 +1,173 @@
+"""`seg4seg discover` on synthetic out folders: planted subgroups are found, null data stays quiet,
+statistics are right, results are byte-identical for a seed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from seg4seg_cli.discover import DiscoverOptions, run_discover
+from seg4seg_cli.embeddings_store import write_embeddings
+from seg4seg_cli.statistics import benjamini_hochberg, gap_statistics, merge_near_duplicates
+
+EMBEDDING_METHODS = ["domino", "spotlight", "planespot", "kmeans"]
+
+
+def make_out_folder(root, n_cases=400, planted_fraction=0.1, seed=0, plant=True):
+    """cases.parquet and embeddings.parquet of a synthetic audit: 10% of cases shifted in
+    embedding space and worse in Dice (when `plant`), metadata columns unrelated to it."""
+    rng = np.random.default_rng(seed)
+    case_ids = [f"case_{i:04d}" for i in range(n_cases)]
+    planted = np.zeros(n_cases, bool)
+    if plant:
+        planted[rng.choice(n_cases, int(planted_fraction * n_cases), replace=False)] = True
+    embeddings = rng.normal(size=(n_cases, 64))
+    embeddings[planted, :5] += 3.0
+    dice = np.clip(np.where(planted, rng.normal(0.6, 0.08, n_cases), rng.normal(0.9, 0.05, n_cases)), 0, 1)
+    cases = pd.DataFrame(
+        {
+            "case_id": case_ids,
+            "dice": dice,
+            "hd95_mm": np.where(planted, 12.0, 3.0) + rng.gamma(2.0, 1.0, n_cases),
+            "meta_site": rng.choice(["A", "B", "C"], n_cases),
+            "meta_scanner": rng.choice(["X", "Y"], n_cases),
+            "spacing_z": rng.choice([1.0, 2.5, 5.0], n_cases),
+            "intensity_mean": rng.normal(100, 10, n_cases),
+        }
+    )
+    out = root / "out"
+    out.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(cases, preserve_index=False), out / "cases.parquet")
+    write_embeddings(out / "embeddings.parquet", case_ids, list(embeddings.astype(np.float32)), source="test")
+    return out, {c for c, p in zip(case_ids, planted, strict=True) if p}
+
+
+def precision_at_10(group, planted):
+    top = group["case_ids"][:10]
+    return sum(c in planted for c in top) / len(top)
+
+
+@pytest.mark.parametrize("method", EMBEDDING_METHODS)
+def test_embedding_methods_recover_a_planted_subgroup(tmp_path, method):
+    out, planted = make_out_folder(tmp_path)
+    payload = run_discover(DiscoverOptions(out=out, method=method))
+    best = max((precision_at_10(g, planted) for g in payload["subgroups"][:3]), default=0.0)
+    assert best >= 0.8, [(g["id"], precision_at_10(g, planted), g["size"]) for g in payload["subgroups"]]
+    top = payload["subgroups"][0]
+    assert top["gap"] > 0.15 and top["p_adjusted"] < 0.05
+
+
+def test_sliceline_recovers_a_planted_metadata_rule_exactly(tmp_path):
+    out, _ = make_out_folder(tmp_path, plant=False)
+    cases = pq.read_table(out / "cases.parquet").to_pandas()
+    rule = (cases["meta_site"] == "B") & (cases["meta_scanner"] == "Y")
+    rng = np.random.default_rng(5)
+    cases.loc[rule, "dice"] = np.clip(rng.normal(0.6, 0.05, int(rule.sum())), 0, 1)
+    pq.write_table(pa.Table.from_pandas(cases, preserve_index=False), out / "cases.parquet")
+    payload = run_discover(DiscoverOptions(out=out, method="sliceline"))
+    top = payload["subgroups"][0]
+    assert top["rule"] == "meta_scanner = Y AND meta_site = B"
+    assert set(top["case_ids"]) == set(cases.loc[rule, "case_id"])
+    assert top["p_adjusted"] < 0.05
+
+
+def test_null_data_raises_no_significant_subgroup_in_19_of_20_seeds(tmp_path):
+    false_alarms = 0
+    for seed in range(20):
+        out, _ = make_out_folder(tmp_path / str(seed), n_cases=200, seed=seed, plant=False)
+        payload = run_discover(DiscoverOptions(out=out, method="domino", seed=seed))
+        false_alarms += any(g["p_adjusted"] < 0.05 for g in payload["subgroups"])
+    assert false_alarms <= 1
+
+
+def test_same_inputs_and_seed_give_byte_identical_subgroups(tmp_path):
+    out, _ = make_out_folder(tmp_path)
+    run_discover(DiscoverOptions(out=out, method="domino", seed=3))
+    first = (out / "subgroups.json").read_bytes()
+    run_discover(DiscoverOptions(out=out, method="domino", seed=3))
+    assert (out / "subgroups.json").read_bytes() == first
+
+
+def test_subgroups_json_follows_the_contract(tmp_path):
+    out, _ = make_out_folder(tmp_path)
+    payload = run_discover(DiscoverOptions(out=out))
+    stored = json.loads((out / "subgroups.json").read_text())
+    assert stored == payload
+    for key in ("schema_version", "method", "metric", "seed", "n_cases", "overall", "subgroups"):
+        assert key in stored
+    group = stored["subgroups"][0]
+    for key in (
+        "rank", "id", "size", "fraction", "case_ids", "metric_mean", "metric_mean_rest", "gap", "gap_ci95",
+        "effect_size", "p_value", "p_adjusted", "description", "top_features",
+    ):  # fmt: skip
+        assert key in group
+    assert [g["rank"] for g in stored["subgroups"]] == list(range(1, len(stored["subgroups"]) + 1))
+    gaps = [g["gap"] for g in stored["subgroups"]]
+    assert gaps == sorted(gaps, reverse=True)
+    assert group["description"].startswith("low dice")
+    assert {"name", "mean_in", "mean_rest", "auc"} <= set(group["top_features"][0])
+    assert all(g["size"] >= stored["min_size"] for g in stored["subgroups"])
+
+
+def test_lower_is_better_metric_counts_high_values_as_worse(tmp_path):
+    out, planted = make_out_folder(tmp_path)
+    payload = run_discover(DiscoverOptions(out=out, method="kmeans", metric="hd95_mm"))
+    top = payload["subgroups"][0]
+    assert payload["higher_is_better"] is False
+    assert top["metric_mean"] > top["metric_mean_rest"] and top["gap"] > 0
+    assert top["description"].startswith("high hd95_mm")
+
+
+def test_method_all_merges_near_duplicates(tmp_path):
+    out, planted = make_out_folder(tmp_path)
+    payload = run_discover(DiscoverOptions(out=out, method="all"))
+    sets = [set(g["case_ids"]) for g in payload["subgroups"]]
+    for i in range(len(sets)):
+        for j in range(i + 1, len(sets)):
+            assert len(sets[i] & sets[j]) / len(sets[i] | sets[j]) < 0.5
+    assert any(g["merged"] for g in payload["subgroups"])
+
+
+def test_unknown_metric_is_a_usage_error(cli, tmp_path):
+    out, _ = make_out_folder(tmp_path)
+    result = cli("discover", out, "--metric", "accuracy")
+    assert result.code == 2 and "is not a column of cases.parquet" in result.err
+
+
+def test_json_format_prints_subgroups_on_stdout_only(cli, tmp_path):
+    out, _ = make_out_folder(tmp_path)
+    result = cli("discover", out, "--format", "json", "--method", "kmeans")
+    assert result.code == 0
+    assert json.loads(result.out) == json.loads((out / "subgroups.json").read_text())
+
+
+# ---------------------------------------------------------------------------- statistics
+
+
+def test_gap_statistics_sign_ci_and_test():
+    rng = np.random.default_rng(0)
+    inside, rest = rng.normal(0.6, 0.05, 30), rng.normal(0.9, 0.05, 200)
+    stats = gap_statistics(inside, rest, True, np.random.default_rng(1))
+    assert stats.gap == pytest.approx(rest.mean() - inside.mean())
+    assert stats.gap_ci95[0] < stats.gap < stats.gap_ci95[1]
+    assert stats.effect_size > 3 and stats.p_value < 1e-10
+    flipped = gap_statistics(-inside, -rest, False, np.random.default_rng(1))
+    assert flipped.gap == pytest.approx(stats.gap) and flipped.p_value == pytest.approx(stats.p_value)
+    assert gap_statistics(inside[:1], rest, True, np.random.default_rng(1)).p_value == 1.0
+
+
+def test_benjamini_hochberg_matches_the_definition():
+    p = [0.01, 0.04, 0.03, 0.2]
+    # sorted: 0.01*4/1=0.04, 0.03*4/2=0.06, 0.04*4/3=0.0533, 0.2; monotone from the top
+    assert benjamini_hochberg(p) == pytest.approx([0.04, 0.0533333, 0.0533333, 0.2], rel=1e-5)
+    assert benjamini_hochberg([]) == []
+
+
+def test_merge_keeps_the_strongest_of_overlapping_groups():
+    groups = [{1, 2, 3, 4}, {1, 2, 3, 5}, {7, 8}]
+    assert merge_near_duplicates(groups, [0.1, 0.3, 0.2]) == [[1, 0], [2]]
