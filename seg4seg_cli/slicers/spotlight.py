@@ -41,7 +41,8 @@ class SpotlightSlicer:
     min_weight : minimum spotlight size S, as a fraction of the fit cases (the paper's 1-5%).
     n_components : PCA dimensions the spotlights live in (see `EmbeddingReducer`).
     n_steps : full-batch Adam steps per spotlight.
-    learning_rate : initial Adam learning rate, in units of the reduced data's typical spread.
+    learning_rate : initial Adam learning rate, in units of the reduced data's typical spread
+        (paper's experiments: 1e-2; 1e-3 leaves a 1000-step spotlight far from converged).
     barrier_x_schedule : barrier width per step, in cases, length `n_steps`; None uses the paper's
         geometric schedule from n - S down to `barrier_final_x * S`.
     barrier_final_x : final barrier width as a fraction of S (paper: 0.05), when the schedule is None.
@@ -52,8 +53,8 @@ class SpotlightSlicer:
     Attributes
     ----------
     reducer_ : the fitted `EmbeddingReducer`.
-    centers_ : `(n_slices, n_components)` spotlight centres in PCA coordinates.
-    precisions_ : `(n_slices, n_components)` diagonals of the precision matrices, PCA coordinates.
+    centers_ : `(n_slices, n_reduced)` spotlight centres in the reducer's PCA coordinates.
+    precisions_ : `(n_slices, n_reduced)` diagonals of the precision matrices, PCA coordinates.
     effective_sizes_ : `(n_slices,)` total kernel weight of each spotlight on the fit cases.
     member_fractions_ : `(n_slices,)` members kept per spotlight, as a fraction of the cases.
     memberships_ : `(n_cases, n_slices)` `transform` on the fit data.
@@ -120,7 +121,8 @@ class SpotlightSlicer:
         for _ in range(self.n_slices):
             center, precision = _fit_one_spotlight(
                 expanded,
-                torch.as_tensor(errors, dtype=torch.float64),
+                errors,
+                *_initial_spotlight(scaled, errors, min_size),
                 min_size=min_size,
                 barrier_schedule=schedule,
                 barrier_scale=self.barrier_scale,
@@ -162,10 +164,10 @@ class SpotlightSlicer:
         if not np.all(np.isfinite(embeddings)):
             raise ValueError("embeddings must be finite")
         n_cases = embeddings.shape[0]
-        reduced = self.reducer_.transform(embeddings)
         strengths = np.zeros((n_cases, self.n_slices), dtype=np.float64)
         if n_cases == 0:
             return strengths
+        reduced = self.reducer_.transform(embeddings)
         for j in range(self.n_slices):
             weights = _kernel_weights(reduced, self.centers_[j], self.precisions_[j])
             n_members = max(1, int(round(self.member_fractions_[j] * n_cases)))
@@ -208,7 +210,9 @@ def _kernel_weights(points: np.ndarray, center: np.ndarray, precision: np.ndarra
 
 def _fit_one_spotlight(
     expanded: torch.Tensor,
-    errors: torch.Tensor,
+    errors: np.ndarray,
+    center_init: np.ndarray,
+    precision_init: np.ndarray,
     *,
     min_size: float,
     barrier_schedule: np.ndarray,
@@ -218,48 +222,50 @@ def _fit_one_spotlight(
     lr_factor: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One spotlight's centre and diagonal precision, each `(n_dims,)`, by full-batch Adam on the
-    barrier objective. `expanded` is `[x^2, x, 1]` `(n_cases, 2 n_dims + 1)` of the points and
-    `errors` `(n_cases,)`, both float64."""
-    n_dims = (expanded.shape[1] - 1) // 2
-    points = expanded[:, n_dims : 2 * n_dims]
-    center_init, precision_init = _initial_spotlight(points, errors, min_size)
-    center = center_init.clone().requires_grad_(True)
-    log_precision = torch.log(precision_init).requires_grad_(True)
+    barrier objective, from `center_init` and `precision_init`. `expanded` is the float64 tensor
+    `[x^2, x, 1]` `(n_cases, 2 n_dims + 1)` of the points, `errors` `(n_cases,)`."""
+    error_tensor = torch.as_tensor(errors, dtype=torch.float64)
+    center = torch.tensor(center_init, dtype=torch.float64, requires_grad=True)
+    log_precision = torch.tensor(np.log(precision_init), dtype=torch.float64, requires_grad=True)
     optimiser = torch.optim.Adam([center, log_precision], lr=learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimiser, mode="min", factor=lr_factor, patience=lr_patience
     )
-    for barrier_x in barrier_schedule.tolist():
-        optimiser.zero_grad()
-        precision = torch.exp(log_precision)
-        coefficients = torch.cat(
-            [precision, -2.0 * precision * center, (precision * center**2).sum().reshape(1)]
-        )
-        weights = torch.clamp(1.0 - expanded @ coefficients, min=0.0)
-        total = weights.sum()
-        mean_error = (weights @ errors) / torch.clamp(total, min=_WEIGHT_FLOOR)
-        shortfall = torch.clamp(min_size + barrier_x - total, min=0.0)
-        objective = barrier_scale * (shortfall / barrier_x) ** 2 - mean_error
-        objective.backward()
-        optimiser.step()
-        scheduler.step(objective.item())
+    # local, so that a caller inside torch.no_grad() still gets gradients here
+    with torch.enable_grad():
+        for barrier_x in barrier_schedule.tolist():
+            optimiser.zero_grad()
+            precision = torch.exp(log_precision)
+            coefficients = torch.cat(
+                [precision, -2.0 * precision * center, (precision * center**2).sum().reshape(1)]
+            )
+            weights = torch.clamp(1.0 - expanded @ coefficients, min=0.0)
+            total = weights.sum()
+            # multiply-and-sum, not a BLAS dot: on a busy machine a threaded dot of n_cases
+            # numbers can wait milliseconds for its second thread, a thousand times per spotlight
+            mean_error = (weights * error_tensor).sum() / torch.clamp(total, min=_WEIGHT_FLOOR)
+            shortfall = torch.clamp(min_size + barrier_x - total, min=0.0)
+            objective = barrier_scale * (shortfall / barrier_x) ** 2 - mean_error
+            objective.backward()
+            optimiser.step()
+            scheduler.step(objective.item())
     return center.detach().numpy().copy(), torch.exp(log_precision).detach().numpy().copy()
 
 
 def _initial_spotlight(
-    points: torch.Tensor, errors: torch.Tensor, min_size: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Start at the error-weighted centre of the worst `S` cases, wide enough to cover every case,
-    as the barrier demands at the first step; spherical in the (unit-spread) reduced space."""
+    points: np.ndarray, errors: np.ndarray, min_size: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre `(n_dims,)` and spherical precision `(n_dims,)` to start from: the error-weighted
+    centre of the worst `S` cases, wide enough to cover every case, as the barrier demands at the
+    first step. Deterministic: ties between equal errors keep case order."""
     n_worst = max(1, int(np.ceil(min_size)))
-    worst = torch.argsort(-errors, stable=True)[:n_worst]
+    worst = np.argsort(-errors, kind="stable")[:n_worst]
     worst_errors = errors[worst]
     if worst_errors.sum() > 0:
-        center = (worst_errors @ points[worst]) / worst_errors.sum()
+        center = worst_errors @ points[worst] / worst_errors.sum()
     else:
-        center = points[worst].mean(dim=0)
-    farthest = ((points - center) ** 2).sum(dim=1).max()
+        center = points[worst].mean(axis=0)
+    farthest = float(((points - center) ** 2).sum(axis=1).max())
     # 1.01: the farthest case sits just inside the edge, so every case starts with a gradient
-    radius_squared = torch.clamp(1.01 * farthest, min=_WEIGHT_FLOOR)
-    precision = torch.full((points.shape[1],), 1.0, dtype=torch.float64) / radius_squared
-    return center, precision
+    radius_squared = max(1.01 * farthest, _WEIGHT_FLOOR)
+    return center, np.full(points.shape[1], 1.0 / radius_squared)
