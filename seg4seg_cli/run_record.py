@@ -48,5 +48,9 @@ def write_step(path: Path, step: str, section: dict[str, Any]) -> None:
     record["tool"] = "seg4seg"
     record["versions"] = tool_versions()
     record["command_line"] = command_line()
-    record.setdefault("steps", {})[step] = section
+    record.setdefault("steps", {})[step] = {
+        **section,
+        "command_line": command_line(),
+        "versions": tool_versions(),
+    }
     atomic.write_json(path, record)

@@ -94,9 +94,9 @@ def test_run_json_records_provenance(sample_run):
     assert record["versions"]["seg4seg"]
     assert record["versions"]["nnunetv2"] == metadata.version("nnunetv2")
     assert record["versions"]["torch"] == torch.__version__
-    assert record["command_line"][:2] == ["seg4seg", "predict"]
-    assert str(SAMPLE_MODEL) in record["command_line"]
     step = record["steps"]["predict"]
+    assert step["command_line"][:2] == ["seg4seg", "predict"]
+    assert str(SAMPLE_MODEL) in step["command_line"]
     assert len(step["settings"]["model_checksum_sha256"]) == 64
     assert step["device"] == "cpu"
     assert set(step["cases_done"]) == set(sample_test_case_ids())

@@ -80,7 +80,9 @@ class DominoSlicer:
         self.reducer_ = EmbeddingReducer(self.n_pca_components, self.random_state).fit(embeddings)
         z = self.reducer_.transform(embeddings)
         error = errors_from_quality(quality)[:, None]
-        k = int(min(self.n_components, max(self.min_components, n_cases // self.min_component_cases)))
+        k = int(
+            min(self.n_components, max(self.min_components, n_cases // self.min_component_cases))
+        )
 
         # deterministic start: k-means++ seeds on embeddings and (weighted) error together
         start = np.hstack(
