@@ -28,7 +28,9 @@ def make_out_folder(root, n_cases=400, planted_fraction=0.1, seed=0, plant=True)
         planted[rng.choice(n_cases, int(planted_fraction * n_cases), replace=False)] = True
     embeddings = rng.normal(size=(n_cases, 64))
     embeddings[planted, :5] += 3.0
-    dice = np.clip(np.where(planted, rng.normal(0.6, 0.08, n_cases), rng.normal(0.9, 0.05, n_cases)), 0, 1)
+    dice = np.clip(
+        np.where(planted, rng.normal(0.6, 0.08, n_cases), rng.normal(0.9, 0.05, n_cases)), 0, 1
+    )
     cases = pd.DataFrame(
         {
             "case_id": case_ids,
@@ -43,7 +45,9 @@ def make_out_folder(root, n_cases=400, planted_fraction=0.1, seed=0, plant=True)
     out = root / "out"
     out.mkdir(parents=True)
     pq.write_table(pa.Table.from_pandas(cases, preserve_index=False), out / "cases.parquet")
-    write_embeddings(out / "embeddings.parquet", case_ids, list(embeddings.astype(np.float32)), source="test")
+    write_embeddings(
+        out / "embeddings.parquet", case_ids, list(embeddings.astype(np.float32)), source="test"
+    )
     return out, {c for c, p in zip(case_ids, planted, strict=True) if p}
 
 
@@ -57,7 +61,9 @@ def test_embedding_methods_recover_a_planted_subgroup(tmp_path, method):
     out, planted = make_out_folder(tmp_path)
     payload = run_discover(DiscoverOptions(out=out, method=method))
     best = max((precision_at_10(g, planted) for g in payload["subgroups"][:3]), default=0.0)
-    assert best >= 0.8, [(g["id"], precision_at_10(g, planted), g["size"]) for g in payload["subgroups"]]
+    assert best >= 0.8, [
+        (g["id"], precision_at_10(g, planted), g["size"]) for g in payload["subgroups"]
+    ]
     top = payload["subgroups"][0]
     assert top["gap"] > 0.15 and top["p_adjusted"] < 0.05
 
@@ -157,7 +163,9 @@ def test_gap_statistics_sign_ci_and_test():
     assert stats.gap_ci95[0] < stats.gap < stats.gap_ci95[1]
     assert stats.effect_size > 3 and stats.p_value < 1e-10
     flipped = gap_statistics(-inside, -rest, False, np.random.default_rng(1))
-    assert flipped.gap == pytest.approx(stats.gap) and flipped.p_value == pytest.approx(stats.p_value)
+    assert flipped.gap == pytest.approx(stats.gap) and flipped.p_value == pytest.approx(
+        stats.p_value
+    )
     assert gap_statistics(inside[:1], rest, True, np.random.default_rng(1)).p_value == 1.0
 
 
