@@ -23,6 +23,7 @@ SAMPLE_DATA := sample_data/Dataset990_Seg4SegSample
 demo: $(STAMP)
 	$(BIN)/seg4seg predict --model $(SAMPLE_MODEL) --data $(SAMPLE_DATA) --out seg4seg_out --save-probabilities
 	$(BIN)/seg4seg features --data $(SAMPLE_DATA) --out seg4seg_out --metadata sample_data/metadata.csv
+	$(BIN)/seg4seg discover seg4seg_out --method all
 
 test: $(STAMP)
 	$(BIN)/ruff check seg4seg_cli tests benchmarks sample_data
@@ -34,6 +35,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_predict_overhead.py
+	$(BIN)/python benchmarks/bench_discover.py
 
 clean:
 	rm -rf seg4seg_out .pytest_cache build *.egg-info
