@@ -38,6 +38,24 @@ VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Print details, nnU-Net's output and tracebacks.")
 ]
 
+# sharding as nnU-Net: part K of N takes sorted(case_ids)[K::N]
+NumPartsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--num-parts",
+        "-num_parts",
+        help="Split the cases into N parts (default: $SLURM_ARRAY_TASK_COUNT or 1).",
+    ),
+]
+PartIdOption = Annotated[
+    int | None,
+    typer.Option(
+        "--part-id",
+        "-part_id",
+        help="Which part to run, 0..N-1 (default: $SLURM_ARRAY_TASK_ID or 0).",
+    ),
+]
+
 
 class ProgressMode(str, Enum):
     auto = "auto"
@@ -174,22 +192,8 @@ def predict(
         bool,
         typer.Option("--save-probabilities", help="Also write CASE.npz with class probabilities."),
     ] = False,
-    num_parts: Annotated[
-        int | None,
-        typer.Option(
-            "--num-parts",
-            "-num_parts",
-            help="Split the cases into N parts (default: $SLURM_ARRAY_TASK_COUNT or 1).",
-        ),
-    ] = None,
-    part_id: Annotated[
-        int | None,
-        typer.Option(
-            "--part-id",
-            "-part_id",
-            help="Which part to run, 0..N-1 (default: $SLURM_ARRAY_TASK_ID or 0).",
-        ),
-    ] = None,
+    num_parts: NumPartsOption = None,
+    part_id: PartIdOption = None,
     trust_checkpoint: Annotated[
         bool,
         typer.Option(
@@ -280,22 +284,8 @@ def features(
         int,
         typer.Option("--workers", "-w", help="Worker processes (one case in memory per worker)."),
     ] = 1,
-    num_parts: Annotated[
-        int | None,
-        typer.Option(
-            "--num-parts",
-            "-num_parts",
-            help="Split the cases into N parts (default: $SLURM_ARRAY_TASK_COUNT or 1).",
-        ),
-    ] = None,
-    part_id: Annotated[
-        int | None,
-        typer.Option(
-            "--part-id",
-            "-part_id",
-            help="Which part to run, 0..N-1 (default: $SLURM_ARRAY_TASK_ID or 0).",
-        ),
-    ] = None,
+    num_parts: NumPartsOption = None,
+    part_id: PartIdOption = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Recompute every case, even unchanged ones.")
     ] = False,

@@ -81,3 +81,14 @@ class EmbeddingReducer:
 
     def fit_transform(self, embeddings: np.ndarray) -> np.ndarray:
         return self.fit(embeddings).transform(embeddings)
+
+
+def component_strengths(posterior: np.ndarray, slice_components: np.ndarray) -> np.ndarray:
+    """Membership strengths `(n_cases, n_slices)` of mixture slices: a case belongs to the slice
+    of its most likely component, with that component's posterior as strength; else 0."""
+    best = posterior.argmax(axis=1)
+    strengths = np.zeros((posterior.shape[0], len(slice_components)))
+    for j, component in enumerate(slice_components):
+        members = best == component
+        strengths[members, j] = posterior[members, component]
+    return strengths

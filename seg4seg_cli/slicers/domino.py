@@ -18,7 +18,12 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn.cluster import kmeans_plusplus
 
-from seg4seg_cli.slicers.base import EmbeddingReducer, check_inputs, errors_from_quality
+from seg4seg_cli.slicers.base import (
+    EmbeddingReducer,
+    check_inputs,
+    component_strengths,
+    errors_from_quality,
+)
 
 _LOG_2PI = np.log(2 * np.pi)
 
@@ -148,9 +153,4 @@ class DominoSlicer:
         0 for cases whose most likely component is another one."""
         z = self.reducer_.transform(np.asarray(embeddings, dtype=np.float64))
         posterior = self._embedding_posterior(z)
-        best = posterior.argmax(axis=1)
-        strengths = np.zeros((z.shape[0], len(self.slice_components_)))
-        for j, component in enumerate(self.slice_components_):
-            members = best == component
-            strengths[members, j] = posterior[members, component]
-        return strengths
+        return component_strengths(posterior, self.slice_components_)

@@ -14,7 +14,12 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
 
-from seg4seg_cli.slicers.base import EmbeddingReducer, check_inputs, errors_from_quality
+from seg4seg_cli.slicers.base import (
+    EmbeddingReducer,
+    check_inputs,
+    component_strengths,
+    errors_from_quality,
+)
 
 
 class PlaneSpotSlicer:
@@ -95,9 +100,4 @@ class PlaneSpotSlicer:
             ]
         ).reshape(plane.shape[0], gmm.n_components)
         posterior = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
-        best = posterior.argmax(axis=1)
-        strengths = np.zeros((plane.shape[0], len(self.slice_components_)))
-        for j, component in enumerate(self.slice_components_):
-            members = best == component
-            strengths[members, j] = posterior[members, component]
-        return strengths
+        return component_strengths(posterior, self.slice_components_)
