@@ -17,7 +17,13 @@ from scipy import ndimage
 
 from seg4seg_cli.errors import CaseError
 from seg4seg_cli.labels import LabelSet
-from seg4seg_cli.metrics import METRIC_NAMES, bounding_box, case_metrics, uncertainty_features
+from seg4seg_cli.metrics import (
+    METRIC_NAMES,
+    bounding_box,
+    case_metrics,
+    joint_box,
+    uncertainty_features,
+)
 
 # percentiles of huge images are computed on a regular subsample of at most this many voxels
 PERCENTILE_SAMPLE = 1 << 20
@@ -110,7 +116,11 @@ def _check_label_values(
 ) -> None:
     if box is None:
         return
-    present = np.unique(array[box])
+    crop = array[box]
+    if crop.dtype.kind == "u" and crop.dtype.itemsize <= 2:
+        present = np.flatnonzero(np.bincount(crop.reshape(-1)))  # no sort: faster than unique
+    else:
+        present = np.unique(crop)
     unknown = sorted(int(v) for v in present if int(v) not in labels.allowed_values)
     if unknown:
         raise CaseError(
@@ -120,14 +130,14 @@ def _check_label_values(
 
 
 def _intensity_features(image: np.ndarray) -> dict[str, float]:
+    """Intensity statistics on a regular subsample of at most PERCENTILE_SAMPLE voxels (every
+    voxel for images up to that size): a CT volume costs milliseconds instead of a second."""
     flat = image.reshape(-1)
-    mean = float(flat.mean(dtype=np.float64))
-    std = float(flat.std(dtype=np.float64))
-    step = max(1, flat.size // PERCENTILE_SAMPLE)
-    p01, p99 = np.percentile(flat[::step].astype(np.float64), [1, 99])
+    sample = flat[:: max(1, flat.size // PERCENTILE_SAMPLE)].astype(np.float64)
+    p01, p99 = np.percentile(sample, [1, 99])
     return {
-        "intensity_mean": mean,
-        "intensity_std": std,
+        "intensity_mean": float(sample.mean()),
+        "intensity_std": float(sample.std()),
         "intensity_p01": float(p01),
         "intensity_p99": float(p99),
     }
@@ -167,7 +177,7 @@ def features_for_case(
     )
     ref = _label_array(reference, case.reference_file, "reference")
     pred = _label_array(prediction, case.prediction_file, "prediction")
-    box = bounding_box((ref != 0) | (pred != 0))
+    box = joint_box(bounding_box(ref), bounding_box(pred))
     _check_label_values(ref, box, labels, case.reference_file, "reference")
     _check_label_values(pred, box, labels, case.prediction_file, "prediction")
 
@@ -194,7 +204,7 @@ def features_for_case(
         row.update(_uncertainty(case, prediction, labels.region_based))
 
     image_array = sitk.GetArrayViewFromImage(image)
-    if not np.all(np.isfinite(image_array)):
+    if image_array.dtype.kind == "f" and not np.all(np.isfinite(image_array)):
         raise CaseError(f"the image {case.image_file} contains NaN or inf values; fix the image")
     row.update(geometry_features(image))
     row.update(_intensity_features(image_array))

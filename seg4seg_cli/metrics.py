@@ -88,16 +88,29 @@ def nsd_tol_within(nsd_tol_mm: float) -> float:
 
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The smallest box holding every true voxel of `mask`, or None when it is empty."""
-    box = []
-    for axis in range(mask.ndim):
-        others = tuple(a for a in range(mask.ndim) if a != axis)
-        profile = np.any(mask, axis=others) if others else mask
-        hits = np.flatnonzero(profile)
-        if hits.size == 0:
-            return None
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
+    """The smallest box holding every nonzero voxel of `mask`, or None when there is none.
+
+    Two passes at most: the extent along the first axis, then the projection of that slab.
+    """
+    if mask.ndim == 1:
+        hits = np.flatnonzero(mask)
+        return None if hits.size == 0 else (slice(int(hits[0]), int(hits[-1]) + 1),)
+    profile = np.any(mask, axis=tuple(range(1, mask.ndim)))
+    hits = np.flatnonzero(profile)
+    if hits.size == 0:
+        return None
+    first = slice(int(hits[0]), int(hits[-1]) + 1)
+    rest = bounding_box(np.any(mask[first], axis=0))
+    return (first, *rest)
+
+
+def joint_box(a: tuple[slice, ...] | None, b: tuple[slice, ...] | None) -> tuple[slice, ...] | None:
+    """The smallest box holding both boxes (None stands for an empty box)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return tuple(
+        slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b, strict=True)
+    )
 
 
 def surface_voxels(mask: np.ndarray) -> np.ndarray:
