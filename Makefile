@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench bench-features clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_predict_overhead.py
 	$(BIN)/python benchmarks/bench_discover.py
+
+# the libraries compared against are installed for the benchmark only
+bench-features: $(STAMP)
+	$(BIN)/pip install --quiet "$(TORCH_PIN)" surface-distance==0.1 medpy
+	$(BIN)/python benchmarks/bench_features.py
 
 clean:
 	rm -rf seg4seg_out .pytest_cache build *.egg-info

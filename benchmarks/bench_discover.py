@@ -31,7 +31,9 @@ def run_one(method: str, n_cases: int, n_dims: int) -> dict:
     planted[rng.choice(n_cases, n_cases // 10, replace=False)] = True
     embeddings = rng.normal(size=(n_cases, n_dims)).astype(np.float32)
     embeddings[planted, :8] += 2.5
-    quality = np.clip(np.where(planted, rng.normal(0.6, 0.08, n_cases), rng.normal(0.9, 0.05, n_cases)), 0, 1)
+    quality = np.clip(
+        np.where(planted, rng.normal(0.6, 0.08, n_cases), rng.normal(0.9, 0.05, n_cases)), 0, 1
+    )
     features = pd.DataFrame(
         {f"feature_{i}": rng.normal(size=n_cases) for i in range(16)}
         | {f"meta_{i}": rng.choice(list("ABCD"), n_cases) for i in range(4)}
@@ -49,7 +51,14 @@ def run_one(method: str, n_cases: int, n_dims: int) -> dict:
         if order.size:
             best = max(best, float(planted[order].mean()))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    return {"method": method, "n_cases": n_cases, "n_dims": n_dims, "seconds": seconds, "peak_gb": peak_gb, "p_at_10": best}
+    return {
+        "method": method,
+        "n_cases": n_cases,
+        "n_dims": n_dims,
+        "seconds": seconds,
+        "peak_gb": peak_gb,
+        "p_at_10": best,
+    }
 
 
 def main() -> None:
@@ -69,13 +78,18 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for method, n, d in plan:
         done = subprocess.run(
-            [sys.executable, __file__, "--one", method, str(n), str(d)], capture_output=True, text=True
+            [sys.executable, __file__, "--one", method, str(n), str(d)],
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             print(f"| {method} | {n} | {d} | failed: {done.stderr.strip().splitlines()[-1]} | | |")
             continue
         r = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"| {method} | {n:,} | {d} | {r['seconds']:.1f} | {r['peak_gb']:.2f} | {r['p_at_10']:.1f} |", flush=True)
+        print(
+            f"| {method} | {n:,} | {d} | {r['seconds']:.1f} | {r['peak_gb']:.2f} | {r['p_at_10']:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from seg4seg_cli.metrics import (
 )
 
 # percentiles of huge images are computed on a regular subsample of at most this many voxels
-PERCENTILE_SAMPLE = 1 << 20
+PERCENTILE_SAMPLE = 1 << 18
 IMAGE_FEATURES = (
     "spacing_x",
     "spacing_y",

@@ -126,8 +126,25 @@ def surface_voxels(mask: np.ndarray) -> np.ndarray:
     return mask & ~interior
 
 
-def _surface_points_mm(mask: np.ndarray, spacing_mm: np.ndarray) -> np.ndarray:
-    return np.argwhere(surface_voxels(mask)).astype(np.float64) * spacing_mm
+def _surface_distances(
+    source: np.ndarray, target: np.ndarray, spacing_mm: np.ndarray
+) -> np.ndarray:
+    """Distance (mm) from every surface voxel of `source` to the nearest one of `target`.
+
+    Voxels on both surfaces are at distance 0 and skip the KD-tree query: for a good
+    segmentation most of the surface is shared, so most of the work is skipped (exact).
+    """
+    distances = np.zeros(int(np.count_nonzero(source)))
+    shared = target[source]
+    if not shared.all():
+        points = np.argwhere(source & ~target).astype(np.float64) * spacing_mm
+        tree = cKDTree(
+            np.argwhere(target).astype(np.float64) * spacing_mm,
+            balanced_tree=False,
+            compact_nodes=False,
+        )
+        distances[~shared] = tree.query(points, k=1, workers=-1)[0]
+    return distances
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -196,10 +213,9 @@ def binary_metrics(
         hd95 = assd = float(max_distance_mm)
         nsd = 0.0
     else:
-        ref_points = _surface_points_mm(reference, spacing)
-        pred_points = _surface_points_mm(prediction, spacing)
-        ref_to_pred = cKDTree(pred_points).query(ref_points, k=1, workers=-1)[0]
-        pred_to_ref = cKDTree(ref_points).query(pred_points, k=1, workers=-1)[0]
+        ref_surface, pred_surface = surface_voxels(reference), surface_voxels(prediction)
+        ref_to_pred = _surface_distances(ref_surface, pred_surface, spacing)
+        pred_to_ref = _surface_distances(pred_surface, ref_surface, spacing)
         hd95 = float(max(np.percentile(ref_to_pred, 95), np.percentile(pred_to_ref, 95)))
         total = ref_to_pred.size + pred_to_ref.size
         assd = float((ref_to_pred.sum() + pred_to_ref.sum()) / total)
