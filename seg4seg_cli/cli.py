@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape as rich_escape
 
 from seg4seg_cli import console
 from seg4seg_cli.errors import Seg4SegError, UsageError
@@ -408,6 +409,237 @@ def discover(
         _render_subgroups(payload)
 
 
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+class ReportFormat(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+    html = "html"
+    junit = "junit"
+
+
+FailGapOption = Annotated[
+    float | None,
+    typer.Option(
+        "--fail-gap",
+        help="Gate: fail (exit 1) on a subgroup with adjusted p < alpha that is worse by at least this much.",
+    ),
+]
+FailBelowOption = Annotated[
+    float | None,
+    typer.Option(
+        "--fail-below", help="Gate: fail (exit 1) when the overall mean metric is worse than this."
+    ),
+]
+AlphaOption = Annotated[
+    float, typer.Option("--alpha", help="Significance level of the gate (on adjusted p-values).")
+]
+ExitZeroOption = Annotated[
+    bool, typer.Option("--exit-zero", help="Report, but exit 0 even when the gate fails.")
+]
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  seg4seg audit --model nnUNet_results/Dataset001_X/nnUNetTrainer__nnUNetPlans__3d_fullres "
+        "--data nnUNet_raw/Dataset001_X\n\n"
+        "  seg4seg audit -m MODEL -d DATA --fail-gap 0.10 --junit audit.xml   (CI release gate: exit 1 on failure)\n\n"
+        "  seg4seg audit -d DATA --predictions my_preds/ --metadata sites.csv --method all --format markdown"
+    )
+)
+def audit(
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", "-d", help="nnU-Net raw dataset folder (dataset.json, images, labels)."
+        ),
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="nnU-Net results folder, fold_X folder or .pth (not needed with --predictions).",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Out folder for everything.")] = Path(
+        "seg4seg_out"
+    ),
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions", "-p", help="Existing predictions CASE{ending}; skips inference."
+        ),
+    ] = None,
+    metadata: Annotated[
+        Path | None,
+        typer.Option(
+            "--metadata", help="CSV with case_id and per-case columns (site, scanner...)."
+        ),
+    ] = None,
+    method: Annotated[
+        Method, typer.Option("--method", help="Slice-discovery method, or all.")
+    ] = Method.domino,
+    metric: Annotated[str, typer.Option("--metric", help="Per-case metric to audit.")] = "dice",
+    n_slices: Annotated[int, typer.Option("--n-slices", help="Slices each method returns.")] = 5,
+    min_size: Annotated[
+        int | None,
+        typer.Option("--min-size", help="Smallest subgroup (default max(10, 2% of cases))."),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the split, the methods and the bootstrap.")
+    ] = 0,
+    holdout: Annotated[
+        float, typer.Option("--holdout", help="Fraction of cases held out to test subgroups on.")
+    ] = 0.5,
+    folds: Annotated[
+        list[str] | None,
+        typer.Option("--folds", "-f", help="Folds to ensemble (default: all present)."),
+    ] = None,
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", "-chk", help="Checkpoint file name.")
+    ] = "checkpoint_final.pth",
+    device: Annotated[
+        DeviceChoice, typer.Option("--device", help="auto, cuda or cpu.")
+    ] = DeviceChoice.auto,
+    step_size: Annotated[
+        float, typer.Option("--step-size", "-step_size", help="Sliding-window step.")
+    ] = 0.5,
+    disable_tta: Annotated[
+        bool, typer.Option("--disable-tta", "--disable_tta", help="No test-time mirroring.")
+    ] = False,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Feature worker processes.")] = 1,
+    fail_gap: FailGapOption = None,
+    fail_below: FailBelowOption = None,
+    alpha: AlphaOption = 0.05,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="table (stderr), json or markdown (stdout).")
+    ] = OutputFormat.table,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Where to write the HTML report (default OUT/report.html)."),
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="Write the gate as JUnit XML here.")
+    ] = None,
+    exit_zero: ExitZeroOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    progress: ProgressOption = ProgressMode.auto,
+) -> None:
+    """Audit a model in one command: predict, compute features, find failure subgroups, report.
+
+    Exit codes: 0 pass, 1 the gate failed (--fail-gap / --fail-below), 2 bad input, 3 internal error.
+    Rerunning the same command reuses every finished step whose inputs are unchanged.
+    """
+    _apply_verbosity(quiet, verbose, progress)
+    from seg4seg_cli.audit import AuditOptions, run_audit
+    from seg4seg_cli.gate import GateRules
+
+    result = run_audit(
+        AuditOptions(
+            data=data, model=model, out=out, predictions=predictions, metadata=metadata,
+            method=method.value, metric=metric, n_slices=n_slices, min_size=min_size, seed=seed,
+            holdout=holdout, folds=_parse_folds(folds), checkpoint=checkpoint, device=device.value,
+            step_size=step_size, disable_tta=disable_tta, workers=workers,
+            rules=GateRules(fail_gap=fail_gap, fail_below=fail_below, alpha=alpha), html=html, junit=junit,
+            markdown=out / "report.md" if output_format == OutputFormat.markdown else None,
+        )
+    )  # fmt: skip
+    _render_result(result.payload, result.verdict, output_format.value)
+    console.info(f"report: {result.reports['html']}" + (f", JUnit: {junit}" if junit else ""))
+    if not result.verdict.passed and not exit_zero:
+        raise typer.Exit(EXIT_GATE)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  seg4seg report audit_X                        (table on the terminal)\n\n"
+        "  seg4seg report audit_X --format html --output report.html\n\n"
+        "  seg4seg report audit_X --format junit --fail-gap 0.1 --output junit.xml"
+    )
+)
+def report(
+    out: Annotated[Path, typer.Argument(help="Out folder holding subgroups.json.")],
+    output_format: Annotated[
+        ReportFormat, typer.Option("--format", help="table, json, markdown, html or junit.")
+    ] = ReportFormat.table,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="File to write (default: stdout; OUT/report.html for html)."),
+    ] = None,
+    fail_gap: FailGapOption = None,
+    fail_below: FailBelowOption = None,
+    alpha: AlphaOption = 0.05,
+    exit_zero: ExitZeroOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    progress: ProgressOption = ProgressMode.auto,
+) -> None:
+    """Render an existing out folder's subgroups.json again, without recomputing anything."""
+    _apply_verbosity(quiet, verbose, progress)
+    from seg4seg_cli import atomic
+    from seg4seg_cli.errors import DataError
+    from seg4seg_cli.gate import GateRules, evaluate_gate
+
+    path = out / "subgroups.json"
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DataError(
+            f"{path} does not exist; run seg4seg discover or audit into {out} first"
+        ) from exc
+    except ValueError as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}); rerun seg4seg discover") from exc
+    rules = GateRules(fail_gap=fail_gap, fail_below=fail_below, alpha=alpha)
+    verdict = evaluate_gate(payload, rules)
+    kind = output_format.value
+    if kind == "html":
+        from seg4seg_cli.report_html import write_html
+
+        console.info(f"report: {write_html(out, output, verdict.as_dict())}")
+    elif kind in ("junit", "markdown") or (kind == "json" and output is not None):
+        if kind == "junit":
+            from seg4seg_cli.report_junit import render_junit
+
+            text = render_junit(payload, rules)
+        elif kind == "markdown":
+            from seg4seg_cli.report_markdown import render_markdown
+
+            text = render_markdown(payload, verdict.as_dict())
+        else:
+            text = json.dumps(payload, indent=2) + "\n"
+        if output is None:
+            typer.echo(text, nl=False)
+        else:
+            atomic.write_bytes(output, text.encode("utf-8"))
+    else:
+        _render_result(payload, verdict, kind)
+    if not verdict.passed and not exit_zero:
+        raise typer.Exit(EXIT_GATE)
+
+
+def _render_result(payload: dict, verdict, output_format: str) -> None:
+    """json/markdown to stdout; the table and the verdict line to stderr."""
+    if output_format == "json":
+        typer.echo(json.dumps(payload, indent=2))
+    elif output_format == "markdown":
+        from seg4seg_cli.report_markdown import render_markdown
+
+        typer.echo(render_markdown(payload, verdict.as_dict()), nl=False)
+    elif not console.settings.quiet:
+        _render_subgroups(payload)
+    style = "bold green" if verdict.passed else "bold red"
+    console.console.print(f"[{style}]{rich_escape(verdict.line)}[/{style}]")
+
+
 def _render_subgroups(payload: dict) -> None:
     from rich.table import Table
 
@@ -435,7 +667,8 @@ def _render_subgroups(payload: dict) -> None:
             f"{group['p_adjusted']:.2g}",
             group["description"],
         )
-    console.console.print(table)
+    # logs (CI, SLURM) have no width limit; a terminal keeps its own
+    console.console.print(table, width=None if console.console.is_terminal else 160)
 
 
 def _some(items: list[str], limit: int = 10) -> str:

@@ -42,6 +42,8 @@ class PredictOptions:
     part_id: int | None = None
     trust_checkpoint: bool = False
     overwrite: bool = False
+    # when the out folder holds predictions of other settings: "error" (predict) or "redo" (audit)
+    on_settings_change: str = "error"
 
 
 @dataclass
@@ -127,8 +129,11 @@ def run_predict(options: PredictOptions) -> PredictResult:
     }
     record_file = record_path(out, num_parts, part_id)
     previous = read_record(record_file).get("steps", {}).get("predict", {})
-    reuse = not options.overwrite
-    if previous and previous.get("settings") != settings and not options.overwrite:
+    settings_changed = bool(previous) and previous.get("settings") != settings
+    reuse = not options.overwrite and not (
+        settings_changed and options.on_settings_change == "redo"
+    )
+    if settings_changed and reuse:
         changed = sorted(k for k in settings if previous.get("settings", {}).get(k) != settings[k])
         raise OutputError(
             f"{out} holds predictions made with other settings ({', '.join(changed)} changed); "
