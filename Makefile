@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml
 SAMPLE_MODEL := sample_data/model/Dataset990_Seg4SegSample/nnUNetTrainer__nnUNetPlans__2d
 SAMPLE_DATA := sample_data/Dataset990_Seg4SegSample
 
+# the audit of the sample model finds the planted subgroup; --exit-zero: the demo reports, it does not gate
 demo: $(STAMP)
-	$(BIN)/seg4seg predict --model $(SAMPLE_MODEL) --data $(SAMPLE_DATA) --out seg4seg_out --save-probabilities
-	$(BIN)/seg4seg features --data $(SAMPLE_DATA) --out seg4seg_out --metadata sample_data/metadata.csv
-	$(BIN)/seg4seg discover seg4seg_out --method all
+	$(BIN)/seg4seg audit --model $(SAMPLE_MODEL) --data $(SAMPLE_DATA) --out seg4seg_out \
+		--metadata sample_data/metadata.csv --fail-gap 0.1 --exit-zero
 
 test: $(STAMP)
 	$(BIN)/ruff check seg4seg_cli tests benchmarks sample_data

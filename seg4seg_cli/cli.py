@@ -667,8 +667,7 @@ def _render_subgroups(payload: dict) -> None:
             f"{group['p_adjusted']:.2g}",
             group["description"],
         )
-    # logs (CI, SLURM) have no width limit; a terminal keeps its own
-    console.console.print(table, width=None if console.console.is_terminal else 160)
+    console.console.print(table)
 
 
 def _some(items: list[str], limit: int = 10) -> str:

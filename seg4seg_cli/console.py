@@ -6,6 +6,7 @@ progress is a bar; elsewhere (CI logs, SLURM output files) it is a line every 10
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console.width = 160  # logs (CI, SLURM) have no width limit; tables should not wrap at 80
 
 
 @dataclass

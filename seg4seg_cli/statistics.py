@@ -118,8 +118,13 @@ def feature_auc(values: np.ndarray, members: np.ndarray) -> float | None:
     return float(u / (inside.size * rest.size))
 
 
+# metrics that measure the same thing: naming one after another says nothing new
+_KINDS = ({"dice", "iou", "nsd"}, {"hd95_mm", "assd_mm"})
+
+
 def _family(column: str) -> str:
-    return column.split("__", 1)[0]
+    base = column.split("__", 1)[0]
+    return next((min(kind) for kind in _KINDS if base in kind), base)
 
 
 def describe(
