@@ -25,7 +25,12 @@ demo: $(STAMP)
 	$(BIN)/seg4seg audit --model $(SAMPLE_MODEL) --data $(SAMPLE_DATA) --out seg4seg_out \
 		--metadata sample_data/metadata.csv --fail-gap 0.1 --exit-zero
 
-test: $(STAMP)
+# Debian's Chromium for the browser test of report.html; that test skips when it cannot be had
+.PHONY: chromium
+chromium:
+	@bash .ci/install_chromium.sh
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check seg4seg_cli tests benchmarks sample_data
 	$(BIN)/python -m pytest -q
 

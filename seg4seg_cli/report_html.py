@@ -253,21 +253,17 @@ def _style(ax) -> None:
 
 
 def figure_to_data_uri(figure: Figure) -> str:
-    """The figure as a PNG data URI; a palette of 256 colours keeps it a few tens of kB."""
+    """The figure as an RGB PNG data URI (no alpha channel: smaller, and the page is white)."""
     canvas = figure.canvas
     canvas.draw()
-    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
-    image = Image.fromarray(rgb).quantize(
-        colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
-    )
+    image = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     return png_data_uri(buffer.getvalue())
 
 
-def _img(uri: str, alt: str, css_class: str = "") -> str:
-    klass = f' class="{css_class}"' if css_class else ""
-    return f'<img{klass} src="{uri}" alt="{_e(alt)}">'
+def _img(uri: str, alt: str) -> str:
+    return f'<img src="{uri}" alt="{_e(alt)}">'
 
 
 def rank_color(rank: int) -> str:
@@ -347,24 +343,22 @@ def embedding_map_figure(data: ReportData) -> str | None:
 
 
 def _map_by_subgroup(ax, coords: np.ndarray, ranks: np.ndarray, size: float) -> None:
-    rest = ranks == 0
-    ax.scatter(*coords[rest].T, s=size, color=REST_COLOR, alpha=0.7, lw=0, label="no subgroup")
-    for rank in sorted(set(ranks[~rest].tolist()), reverse=True)[-len(RANK_COLORS) :]:
-        chosen = ranks == rank
-        ax.scatter(
-            *coords[chosen].T,
-            s=size * 1.4,
-            color=rank_color(rank),
-            alpha=0.9,
-            lw=0.3,
-            edgecolors="white",
-            label=f"#{rank}",
+    """Ranks 1..9 in their colours, later ranks in dark grey, cases in no subgroup in light grey;
+    rank 1 is drawn last, on top."""
+    coloured = sorted({int(r) for r in ranks if 0 < r <= len(RANK_COLORS)})
+    layers = [(ranks == 0, REST_COLOR, "no subgroup", 1.0)]
+    if (ranks > len(RANK_COLORS)).any():
+        layers.append((ranks > len(RANK_COLORS), "#6b7280", f"#{len(RANK_COLORS) + 1}+", 1.2))
+    layers += [(ranks == r, rank_color(r), f"#{r}", 1.4) for r in reversed(coloured)]
+    handles = {}
+    for chosen, color, label, scale in layers:
+        handles[label] = ax.scatter(
+            *coords[chosen].T, s=size * scale, color=color, alpha=0.9, lw=0.3, edgecolors="white"
         )
-    handles, labels = ax.get_legend_handles_labels()
-    order = [*range(len(handles) - 1, 0, -1), 0]  # rank 1 first, "no subgroup" last
+    order = [f"#{r}" for r in coloured] + [k for k in handles if not k[1:].isdigit()][::-1]
     ax.legend(
-        [handles[i] for i in order],
-        [labels[i] for i in order],
+        [handles[k] for k in order],
+        order,
         frameon=False,
         fontsize=7,
         loc="upper center",
@@ -635,7 +629,9 @@ footer{color:#9ca3af;font-size:12px;margin-top:24px}
 
 
 def verdict_html(verdict: dict | None) -> str:
-    if verdict is None:
+    """The gate's outcome; a verdict whose `rules.applied` is false counts as no gate."""
+    rules = (verdict or {}).get("rules") or {}
+    if verdict is None or rules.get("applied") is False:
         return (
             '<section class="card verdict none"><p class="state">No gate rules applied</p>'
             '<p class="note">Run <code>seg4seg audit --fail-gap …</code> to use this report as a '
@@ -645,9 +641,15 @@ def verdict_html(verdict: dict | None) -> str:
     reasons = "".join(f"<li>{_e(reason)}</li>" for reason in verdict.get("reasons") or [])
     state = "passed" if passed else "failed"
     title = "Gate passed" if passed else "Gate failed"
+    given = [
+        f"--{name.replace('_', '-')} {rules[name]}"
+        for name in ("fail_gap", "fail_below", "alpha")
+        if rules.get(name) is not None
+    ]
+    rules_line = f'<p class="note">Rules: {_e(" · ".join(given))}</p>' if given else ""
     return (
         f'<section class="card verdict {state}"><p class="state">{title}</p>'
-        f"{f'<ul>{reasons}</ul>' if reasons else ''}</section>"
+        f"{f'<ul>{reasons}</ul>' if reasons else ''}{rules_line}</section>"
     )
 
 
