@@ -78,6 +78,16 @@ def run_audit(options: AuditOptions) -> AuditResult:
                 disable_tta=options.disable_tta, on_settings_change="redo",
             )
         )  # fmt: skip
+        console.case_summary(
+            "predict",
+            predicted.new,
+            predicted.reused,
+            predicted.skipped,
+            predicted.seconds,
+            predicted.device,
+            out,
+            is_result=False,
+        )
     console.info("audit 2/3: computing features")
     features = run_features(
         FeaturesOptions(
@@ -85,6 +95,16 @@ def run_audit(options: AuditOptions) -> AuditResult:
             workers=options.workers,
         )
     )  # fmt: skip
+    console.case_summary(
+        "features",
+        features.new,
+        features.reused,
+        features.skipped,
+        features.seconds,
+        "cpu",
+        out,
+        is_result=False,
+    )
     console.info("audit 3/3: discovering subgroups")
     payload = run_discover(
         DiscoverOptions(

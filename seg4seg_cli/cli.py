@@ -239,7 +239,7 @@ def predict(
             overwrite=overwrite,
         )
     )
-    _render_case_summary(
+    console.case_summary(
         "predict", result.new, result.reused, result.skipped, result.seconds, result.device, out
     )
     if not result.done:
@@ -322,7 +322,7 @@ def features(
         console.warn(
             f"metadata: {len(result.metadata_extra)} row(s) in {metadata} match no case: {_some(result.metadata_extra)}"
         )
-    _render_case_summary(
+    console.case_summary(
         "features", result.new, result.reused, result.skipped, result.seconds, "cpu", out
     )
     if not result.done:
@@ -673,28 +673,6 @@ def _render_subgroups(payload: dict) -> None:
 def _some(items: list[str], limit: int = 10) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
-def _render_case_summary(
-    step: str,
-    new: list[str],
-    reused: list[str],
-    skipped: dict[str, str],
-    seconds: float,
-    device: str,
-    out: Path,
-) -> None:
-    per_case = f", {seconds / len(new):.3f} s/case" if new else ""
-    summary = (
-        f"{step}: {len(new) + len(reused)} case(s) done ({len(new)} new, {len(reused)} reused), "
-        f"{len(skipped)} skipped, {seconds:.1f} s on {device}{per_case} -> {out}"
-    )
-    if console.settings.quiet:
-        console.console.print(summary)
-    else:
-        console.info(summary)
-    for case_id, reason in sorted(skipped.items()):
-        console.console.print(f"  skipped {case_id}: {reason}", markup=False, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -96,3 +96,30 @@ class CaseProgress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+def case_summary(
+    step: str,
+    new: list[str],
+    reused: list[str],
+    skipped: dict[str, str],
+    seconds: float,
+    device: str,
+    out: object,
+    is_result: bool = True,
+) -> None:
+    """The closing line of a per-case step, then one line per skipped case with its reason.
+
+    When the step is the command's result (`is_result`), --quiet still prints it; within an
+    audit, --quiet leaves only the verdict.
+    """
+    per_case = f", {seconds / len(new):.3f} s/case" if new else ""
+    summary = (
+        f"{step}: {len(new) + len(reused)} case(s) done ({len(new)} new, {len(reused)} reused), "
+        f"{len(skipped)} skipped, {seconds:.1f} s on {device}{per_case} -> {out}"
+    )
+    if settings.quiet and not is_result:
+        return
+    console.print(summary, markup=False)
+    for case_id, reason in sorted(skipped.items()):
+        console.print(f"  skipped {case_id}: {reason}", markup=False, highlight=False)
