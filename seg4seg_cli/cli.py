@@ -70,6 +70,76 @@ class DeviceChoice(str, Enum):
     cpu = "cpu"
 
 
+class Method(str, Enum):
+    domino = "domino"
+    spotlight = "spotlight"
+    planespot = "planespot"
+    kmeans = "kmeans"
+    sliceline = "sliceline"
+    all = "all"
+
+
+FoldsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--folds",
+        "-f",
+        help="Folds to ensemble, e.g. '0,1,2' or 'all' (default: every fold_X present).",
+    ),
+]
+CheckpointOption = Annotated[
+    str, typer.Option("--checkpoint", "-chk", help="Checkpoint file name in each fold.")
+]
+DeviceOption = Annotated[
+    DeviceChoice, typer.Option("--device", help="auto (CUDA when available), cuda or cpu.")
+]
+StepSizeOption = Annotated[
+    float,
+    typer.Option(
+        "--step-size", "-step_size", help="Sliding-window step as a fraction of the patch size."
+    ),
+]
+DisableTtaOption = Annotated[
+    bool,
+    typer.Option(
+        "--disable-tta",
+        "--disable_tta",
+        help="No test-time mirroring (faster, slightly less accurate).",
+    ),
+]
+MetadataOption = Annotated[
+    Path | None,
+    typer.Option("--metadata", help="CSV with a case_id column; other columns become meta_*."),
+]
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers", "-w", help="Feature worker processes (one case in memory per worker)."
+    ),
+]
+MethodOption = Annotated[
+    Method, typer.Option("--method", help="Slice-discovery method, or all of them.")
+]
+MetricOption = Annotated[
+    str,
+    typer.Option(
+        "--metric", help="Per-case metric column to audit (dice, nsd, hd95_mm, dice__LABEL...)."
+    ),
+]
+NSlicesOption = Annotated[int, typer.Option("--n-slices", help="Slices each method returns.")]
+MinSizeOption = Annotated[
+    int | None,
+    typer.Option("--min-size", help="Smallest subgroup reported (default max(10, 2% of cases))."),
+]
+SeedOption = Annotated[
+    int, typer.Option("--seed", help="Seed of the split, the methods and the bootstrap.")
+]
+HoldoutOption = Annotated[
+    float,
+    typer.Option(
+        "--holdout", help="Fraction of cases held out of discovery to test the subgroups on."
+    ),
+]
 ProgressOption = Annotated[
     ProgressMode,
     typer.Option(
@@ -161,34 +231,11 @@ def predict(
             "--out", "-o", help="Out folder (predictions/, embeddings.parquet, run.json)."
         ),
     ] = Path("seg4seg_out"),
-    folds: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--folds",
-            "-f",
-            help="Folds to ensemble, e.g. '0,1,2' or 'all' (default: every fold_X present).",
-        ),
-    ] = None,
-    checkpoint: Annotated[
-        str, typer.Option("--checkpoint", "-chk", help="Checkpoint file name in each fold.")
-    ] = "checkpoint_final.pth",
-    device: Annotated[
-        DeviceChoice, typer.Option("--device", help="auto (CUDA when available), cuda or cpu.")
-    ] = DeviceChoice.auto,
-    step_size: Annotated[
-        float,
-        typer.Option(
-            "--step-size", "-step_size", help="Sliding-window step as a fraction of the patch size."
-        ),
-    ] = 0.5,
-    disable_tta: Annotated[
-        bool,
-        typer.Option(
-            "--disable-tta",
-            "--disable_tta",
-            help="No test-time mirroring (faster, slightly less accurate).",
-        ),
-    ] = False,
+    folds: FoldsOption = None,
+    checkpoint: CheckpointOption = "checkpoint_final.pth",
+    device: DeviceOption = DeviceChoice.auto,
+    step_size: StepSizeOption = 0.5,
+    disable_tta: DisableTtaOption = False,
     save_probabilities: Annotated[
         bool,
         typer.Option("--save-probabilities", help="Also write CASE.npz with class probabilities."),
@@ -274,17 +321,11 @@ def features(
             help="Folder of predictions CASE{ending} from any tool (default: OUT/predictions).",
         ),
     ] = None,
-    metadata: Annotated[
-        Path | None,
-        typer.Option("--metadata", help="CSV with a case_id column; other columns become meta_*."),
-    ] = None,
+    metadata: MetadataOption = None,
     nsd_tol_mm: Annotated[
         float, typer.Option("--nsd-tol-mm", help="Tolerance of the normalised surface Dice, in mm.")
     ] = 1.0,
-    workers: Annotated[
-        int,
-        typer.Option("--workers", "-w", help="Worker processes (one case in memory per worker)."),
-    ] = 1,
+    workers: WorkersOption = 1,
     num_parts: NumPartsOption = None,
     part_id: PartIdOption = None,
     overwrite: Annotated[
@@ -329,15 +370,6 @@ def features(
         raise typer.Exit(EXIT_INPUT)
 
 
-class Method(str, Enum):
-    domino = "domino"
-    spotlight = "spotlight"
-    planespot = "planespot"
-    kmeans = "kmeans"
-    sliceline = "sliceline"
-    all = "all"
-
-
 @app.command(
     epilog=(
         "Examples:\n\n"
@@ -350,31 +382,12 @@ def discover(
     out: Annotated[
         Path, typer.Argument(help="Out folder holding cases.parquet (and embeddings.parquet).")
     ],
-    method: Annotated[
-        Method, typer.Option("--method", help="Slice-discovery method, or all of them.")
-    ] = Method.domino,
-    metric: Annotated[
-        str,
-        typer.Option(
-            "--metric", help="Per-case metric column to audit (dice, nsd, hd95_mm, dice__LABEL...)."
-        ),
-    ] = "dice",
-    n_slices: Annotated[int, typer.Option("--n-slices", help="Slices each method returns.")] = 5,
-    min_size: Annotated[
-        int | None,
-        typer.Option(
-            "--min-size", help="Smallest subgroup reported (default max(10, 2% of cases))."
-        ),
-    ] = None,
-    seed: Annotated[
-        int, typer.Option("--seed", help="Seed of the split, the methods and the bootstrap.")
-    ] = 0,
-    holdout: Annotated[
-        float,
-        typer.Option(
-            "--holdout", help="Fraction of cases kept out of discovery to test the subgroups on."
-        ),
-    ] = 0.5,
+    method: MethodOption = Method.domino,
+    metric: MetricOption = "dice",
+    n_slices: NSlicesOption = 5,
+    min_size: MinSizeOption = None,
+    seed: SeedOption = 0,
+    holdout: HoldoutOption = 0.5,
     output_format: Annotated[
         str, typer.Option("--format", help="table (stderr) or json (subgroups.json on stdout).")
     ] = "table",
@@ -477,44 +490,19 @@ def audit(
             "--predictions", "-p", help="Existing predictions CASE{ending}; skips inference."
         ),
     ] = None,
-    metadata: Annotated[
-        Path | None,
-        typer.Option(
-            "--metadata", help="CSV with case_id and per-case columns (site, scanner...)."
-        ),
-    ] = None,
-    method: Annotated[
-        Method, typer.Option("--method", help="Slice-discovery method, or all.")
-    ] = Method.domino,
-    metric: Annotated[str, typer.Option("--metric", help="Per-case metric to audit.")] = "dice",
-    n_slices: Annotated[int, typer.Option("--n-slices", help="Slices each method returns.")] = 5,
-    min_size: Annotated[
-        int | None,
-        typer.Option("--min-size", help="Smallest subgroup (default max(10, 2% of cases))."),
-    ] = None,
-    seed: Annotated[
-        int, typer.Option("--seed", help="Seed of the split, the methods and the bootstrap.")
-    ] = 0,
-    holdout: Annotated[
-        float, typer.Option("--holdout", help="Fraction of cases held out to test subgroups on.")
-    ] = 0.5,
-    folds: Annotated[
-        list[str] | None,
-        typer.Option("--folds", "-f", help="Folds to ensemble (default: all present)."),
-    ] = None,
-    checkpoint: Annotated[
-        str, typer.Option("--checkpoint", "-chk", help="Checkpoint file name.")
-    ] = "checkpoint_final.pth",
-    device: Annotated[
-        DeviceChoice, typer.Option("--device", help="auto, cuda or cpu.")
-    ] = DeviceChoice.auto,
-    step_size: Annotated[
-        float, typer.Option("--step-size", "-step_size", help="Sliding-window step.")
-    ] = 0.5,
-    disable_tta: Annotated[
-        bool, typer.Option("--disable-tta", "--disable_tta", help="No test-time mirroring.")
-    ] = False,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="Feature worker processes.")] = 1,
+    metadata: MetadataOption = None,
+    method: MethodOption = Method.domino,
+    metric: MetricOption = "dice",
+    n_slices: NSlicesOption = 5,
+    min_size: MinSizeOption = None,
+    seed: SeedOption = 0,
+    holdout: HoldoutOption = 0.5,
+    folds: FoldsOption = None,
+    checkpoint: CheckpointOption = "checkpoint_final.pth",
+    device: DeviceOption = DeviceChoice.auto,
+    step_size: StepSizeOption = 0.5,
+    disable_tta: DisableTtaOption = False,
+    workers: WorkersOption = 1,
     fail_gap: FailGapOption = None,
     fail_below: FailBelowOption = None,
     alpha: AlphaOption = 0.05,
