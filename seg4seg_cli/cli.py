@@ -614,6 +614,86 @@ def report(
         raise typer.Exit(EXIT_GATE)
 
 
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  seg4seg merge audit_X      (after every part of predict/features --num-parts N has run)"
+    )
+)
+def merge(
+    out: Annotated[Path, typer.Argument(help="Out folder whose shards/ holds the part files.")],
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    progress: ProgressOption = ProgressMode.auto,
+) -> None:
+    """Combine the parts of a sharded run into cases.parquet and embeddings.parquet.
+
+    Checks that every part is present and every case occurs exactly once.
+    """
+    _apply_verbosity(quiet, verbose, progress)
+    from seg4seg_cli.merge import run_merge
+
+    result = run_merge(out)
+    console.console.print(
+        f"merge: {result.num_parts} part(s), {result.n_cases} case rows, {result.n_embeddings} embeddings, "
+        f"{len(result.skipped)} case(s) skipped by the parts -> {out}",
+        markup=False,
+    )
+
+
+@app.command(
+    "slurm-script",
+    epilog=(
+        "Examples:\n\n"
+        "  seg4seg slurm-script -m MODEL -d DATA -o /scratch/audit_X --num-parts 8 > audit.sh && bash audit.sh\n\n"
+        "  seg4seg slurm-script -m MODEL -d DATA -o OUT --partition gpu --time 02:00:00 --mem 64G"
+    ),
+)
+def slurm_script(
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="nnU-Net results folder, fold_X folder or .pth.")
+    ],
+    data: Annotated[Path, typer.Option("--data", "-d", help="nnU-Net raw dataset folder.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Out folder on a file system every node sees.")
+    ] = Path("seg4seg_out"),
+    num_parts: Annotated[
+        int, typer.Option("--num-parts", help="Array tasks, one part of the cases each.")
+    ] = 4,
+    metadata: MetadataOption = None,
+    method: MethodOption = Method.domino,
+    metric: MetricOption = "dice",
+    seed: SeedOption = 0,
+    cpus_per_task: Annotated[
+        int, typer.Option("--cpus-per-task", help="CPUs per array task (feature workers).")
+    ] = 8,
+    mem: Annotated[str, typer.Option("--mem", help="Memory per job (sbatch --mem).")] = "32G",
+    time_limit: Annotated[
+        str, typer.Option("--time", help="Time limit per job (sbatch --time).")
+    ] = "04:00:00",
+    gpus_per_task: Annotated[
+        int, typer.Option("--gpus-per-task", help="GPUs per array task (0: CPU only).")
+    ] = 1,
+    partition: Annotated[str | None, typer.Option("--partition", help="SLURM partition.")] = None,
+) -> None:
+    """Print an sbatch script: a GPU array job for predict+features per part, then a dependent
+    merge+discover+report job."""
+    from seg4seg_cli.slurm_script import SlurmOptions, render_slurm_script
+
+    if num_parts < 1:
+        raise UsageError(f"--num-parts must be at least 1, got {num_parts}")
+    typer.echo(
+        render_slurm_script(
+            SlurmOptions(
+                model=model, data=data, out=out, num_parts=num_parts, method=method.value, metric=metric,
+                seed=seed, metadata=metadata, cpus_per_task=cpus_per_task, mem=mem, time=time_limit,
+                gpus_per_task=gpus_per_task, partition=partition,
+            )
+        ),
+        nl=False,
+    )  # fmt: skip
+
+
 def _render_result(payload: dict, verdict, output_format: str) -> None:
     """json/markdown to stdout; the table and the verdict line to stderr."""
     if output_format == "json":
