@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from seg4seg_cli.errors import OutputError
+
 TEMP_PREFIX = ".tmp-"
 
 
@@ -36,6 +38,12 @@ def atomic_path(final_path: Path | str) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final_path)
+    except OSError as exc:
+        # disk full, file too large, read-only or vanished folder: the old file (if any) is intact
+        raise OutputError(
+            f"cannot write {final_path} ({exc.strerror or exc}); free some space or check the "
+            "folder's permissions, then rerun: finished work is kept"
+        ) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -203,6 +203,8 @@ def run_predict(options: PredictOptions) -> PredictResult:
                 except CaseError as exc:
                     result.skipped[case.case_id] = str(exc)
                     console.warn(f"{case.case_id}: {exc}")
+                except OutputError:
+                    raise  # the out folder cannot take more: stop, what is finished stays
                 except OSError as exc:
                     raise OutputError(
                         f"cannot write the outputs of {case.case_id} in {out}: {exc}"
