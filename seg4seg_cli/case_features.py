@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from seg4seg_cli.errors import CaseError
+from seg4seg_cli.file_checks import check_complete
 from seg4seg_cli.labels import LabelSet
 from seg4seg_cli.metrics import (
     METRIC_NAMES,
@@ -59,8 +60,9 @@ class FeatureCase:
 
 
 def _read(path: Path, what: str, case_id: str) -> sitk.Image:
+    check_complete(path, what)
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = next(
@@ -69,6 +71,12 @@ def _read(path: Path, what: str, case_id: str) -> sitk.Image:
         raise CaseError(
             f"cannot read the {what} {path} ({detail[:160]}); replace the file"
         ) from exc
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise CaseError(
+            f"the {what} {path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+            "seg4seg reads one scalar channel per file (split it into CASE_0000, CASE_0001...)"
+        )
+    return image
 
 
 def _same(a: tuple, b: tuple, tolerance: float) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from seg4seg_cli.errors import DataError, UsageError
 
-_CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+_CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$", re.DOTALL)
 _FORBIDDEN_IN_CASE_ID = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 

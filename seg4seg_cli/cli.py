@@ -290,6 +290,7 @@ def predict(
         "predict", result.new, result.reused, result.skipped, result.seconds, result.device, out
     )
     if not result.done:
+        console.error("no case could be processed; the reasons are listed above")
         raise typer.Exit(EXIT_INPUT)
 
 
@@ -367,6 +368,7 @@ def features(
         "features", result.new, result.reused, result.skipped, result.seconds, "cpu", out
     )
     if not result.done:
+        console.error("no case could be processed; the reasons are listed above")
         raise typer.Exit(EXIT_INPUT)
 
 

@@ -29,6 +29,15 @@ class Verbosity:
 settings = Verbosity()
 
 
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
+
+
+def printable(text: str) -> str:
+    """Untrusted text (case ids, file names) with control characters shown as \\xNN escapes,
+    so that one log line stays one line."""
+    return text.translate(_CONTROL)
+
+
 def info(message: str) -> None:
     if not settings.quiet:
         console.print(escape(message))
@@ -40,11 +49,11 @@ def debug(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/yellow] {escape(message)}")
+    console.print(f"[yellow]warning:[/yellow] {escape(printable(message))}")
 
 
 def error(message: str) -> None:
-    console.print(f"[bold red]error:[/bold red] {escape(message)}")
+    console.print(f"[bold red]error:[/bold red] {escape(printable(message))}")
 
 
 class CaseProgress:
@@ -122,4 +131,6 @@ def case_summary(
         return
     console.print(summary, markup=False)
     for case_id, reason in sorted(skipped.items()):
-        console.print(f"  skipped {case_id}: {reason}", markup=False, highlight=False)
+        console.print(
+            f"  skipped {printable(case_id)}: {printable(reason)}", markup=False, highlight=False
+        )

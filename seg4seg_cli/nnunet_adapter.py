@@ -23,6 +23,7 @@ from seg4seg_cli.atomic import atomic_path
 from seg4seg_cli.checkpoint import load_checkpoint
 from seg4seg_cli.embedding_hook import PooledActivationRecorder
 from seg4seg_cli.errors import CaseError, ModelError, UsageError
+from seg4seg_cli.file_checks import check_complete
 from seg4seg_cli.model_folder import ModelFiles
 
 with contextlib.redirect_stdout(io.StringIO()):  # nnunetv2.paths warns on stdout at import
@@ -194,6 +195,7 @@ class NnunetModel:
         arrays, properties = [], []
         with nnunet_output(self.verbose):
             for path in image_files:
+                check_complete(path, "image")
                 try:
                     array, props = self.reader_writer.read_images([str(path)])
                 except Exception as exc:  # readers raise anything from RuntimeError to OSError
