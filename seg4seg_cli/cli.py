@@ -132,8 +132,16 @@ MinSizeOption = Annotated[
     typer.Option("--min-size", help="Smallest subgroup reported (default max(10, 2% of cases))."),
 ]
 SeedOption = Annotated[
-    int, typer.Option("--seed", help="Seed of the split, the methods and the bootstrap.")
+    int | None,
+    typer.Option("--seed", help="Seed of the split, the methods and the bootstrap (default 0)."),
 ]
+_global_seed = 0  # `seg4seg --seed N COMMAND` sets it; a command's own --seed wins
+
+
+def _seed(seed: int | None) -> int:
+    return _global_seed if seed is None else seed
+
+
 HoldoutOption = Annotated[
     float,
     typer.Option(
@@ -179,8 +187,11 @@ def _global_options(
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     progress: ProgressOption = ProgressMode.auto,
+    seed: SeedOption = None,
 ) -> None:
+    global _global_seed
     _apply_verbosity(quiet, verbose, progress)
+    _global_seed = 0 if seed is None else seed
 
 
 def _parse_folds(folds: list[str] | None) -> list[str] | None:
@@ -388,7 +399,7 @@ def discover(
     metric: MetricOption = "dice",
     n_slices: NSlicesOption = 5,
     min_size: MinSizeOption = None,
-    seed: SeedOption = 0,
+    seed: SeedOption = None,
     holdout: HoldoutOption = 0.5,
     output_format: Annotated[
         str, typer.Option("--format", help="table (stderr) or json (subgroups.json on stdout).")
@@ -414,7 +425,7 @@ def discover(
             metric=metric,
             n_slices=n_slices,
             min_size=min_size,
-            seed=seed,
+            seed=_seed(seed),
             holdout=holdout,
         )
     )
@@ -497,7 +508,7 @@ def audit(
     metric: MetricOption = "dice",
     n_slices: NSlicesOption = 5,
     min_size: MinSizeOption = None,
-    seed: SeedOption = 0,
+    seed: SeedOption = None,
     holdout: HoldoutOption = 0.5,
     folds: FoldsOption = None,
     checkpoint: CheckpointOption = "checkpoint_final.pth",
@@ -535,7 +546,7 @@ def audit(
     result = run_audit(
         AuditOptions(
             data=data, model=model, out=out, predictions=predictions, metadata=metadata,
-            method=method.value, metric=metric, n_slices=n_slices, min_size=min_size, seed=seed,
+            method=method.value, metric=metric, n_slices=n_slices, min_size=min_size, seed=_seed(seed),
             holdout=holdout, folds=_parse_folds(folds), checkpoint=checkpoint, device=device.value,
             step_size=step_size, disable_tta=disable_tta, workers=workers,
             rules=GateRules(fail_gap=fail_gap, fail_below=fail_below, alpha=alpha), html=html, junit=junit,
@@ -665,7 +676,7 @@ def slurm_script(
     metadata: MetadataOption = None,
     method: MethodOption = Method.domino,
     metric: MetricOption = "dice",
-    seed: SeedOption = 0,
+    seed: SeedOption = None,
     cpus_per_task: Annotated[
         int, typer.Option("--cpus-per-task", help="CPUs per array task (feature workers).")
     ] = 8,
@@ -688,7 +699,7 @@ def slurm_script(
         render_slurm_script(
             SlurmOptions(
                 model=model, data=data, out=out, num_parts=num_parts, method=method.value, metric=metric,
-                seed=seed, metadata=metadata, cpus_per_task=cpus_per_task, mem=mem, time=time_limit,
+                seed=_seed(seed), metadata=metadata, cpus_per_task=cpus_per_task, mem=mem, time=time_limit,
                 gpus_per_task=gpus_per_task, partition=partition,
             )
         ),

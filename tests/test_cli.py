@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from importlib import metadata
@@ -54,3 +55,35 @@ def test_internal_error_exits_3_with_one_line(cli, monkeypatch, small_dataset, t
     assert result.code == 3
     assert "internal error RuntimeError: simulated bug" in result.err
     assert "Traceback" not in result.err
+
+
+def test_global_seed_is_the_default_of_a_command_seed(cli, tmp_path):
+    from test_discover import make_out_folder
+
+    out, _ = make_out_folder(tmp_path)
+    assert (
+        json.loads(
+            cli("--seed", "2", "discover", out, "--method", "kmeans", "--format", "json").out
+        )["seed"]
+        == 2
+    )
+    assert (
+        json.loads(
+            cli(
+                "--seed",
+                "2",
+                "discover",
+                out,
+                "--method",
+                "kmeans",
+                "--seed",
+                "5",
+                "--format",
+                "json",
+            ).out
+        )["seed"]
+        == 5
+    )
+    assert (
+        json.loads(cli("discover", out, "--method", "kmeans", "--format", "json").out)["seed"] == 0
+    )
