@@ -108,11 +108,14 @@ def _compute(case: FeatureCase, labels: LabelSet, nsd_tol_mm: float) -> tuple[st
         return "error", f"unexpected error {type(exc).__name__}: {exc}"
 
 
-def _fingerprint(case: FeatureCase) -> dict[str, list[int]]:
+def _fingerprint(case: FeatureCase) -> dict[str, list]:
+    """Name, size and modification time of each input, by role: the same files reached through
+    another path (relative vs absolute, another mount point) still match."""
+    roles = ("image", "reference", "prediction", "probabilities")
     stats = {}
-    for path in case.input_files():
+    for role, path in zip(roles, case.input_files(), strict=False):
         stat = path.stat()
-        stats[str(path)] = [stat.st_size, stat.st_mtime_ns]
+        stats[role] = [path.name, stat.st_size, stat.st_mtime_ns]
     return stats
 
 

@@ -143,7 +143,9 @@ def _surface_distances(
             balanced_tree=False,
             compact_nodes=False,
         )
-        distances[~shared] = tree.query(points, k=1, workers=-1)[0]
+        # threads pay off only for large surfaces; small ones lose more in start-up (0.26 vs 0.04 ms)
+        workers = -1 if len(points) > 20_000 else 1
+        distances[~shared] = tree.query(points, k=1, workers=workers)[0]
     return distances
 
 

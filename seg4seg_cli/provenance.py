@@ -16,17 +16,27 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
-def tool_versions() -> dict[str, str]:
-    """Versions of seg4seg and what it runs on; imports torch but not nnunetv2."""
-    import torch
+def tool_versions(check_cuda: bool = False) -> dict[str, str]:
+    """Versions of seg4seg and what it runs on.
 
-    cuda = torch.cuda.is_available()
+    CUDA is looked at only when torch is already imported (predict) or `check_cuda` is set
+    (--version): importing torch just to record it costs ~200 MiB and 1-2 s per command.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None and check_cuda:
+        import torch
+    if torch is not None:
+        cuda = torch.cuda.is_available()
+        torch_version, cuda_state = torch.__version__, "yes" if cuda else "no"
+        device = torch.cuda.get_device_name(0) if cuda else ""
+    else:
+        torch_version, cuda_state, device = package_version("torch"), "not checked", ""
     return {
         "seg4seg": __version__,
         "nnunetv2": package_version("nnunetv2"),
-        "torch": torch.__version__,
-        "cuda_available": "yes" if cuda else "no",
-        "cuda_device": torch.cuda.get_device_name(0) if cuda else "",
+        "torch": torch_version,
+        "cuda_available": cuda_state,
+        "cuda_device": device,
         "python": platform.python_version(),
         "numpy": package_version("numpy"),
         "SimpleITK": package_version("SimpleITK"),
@@ -35,7 +45,7 @@ def tool_versions() -> dict[str, str]:
 
 def version_text() -> str:
     """The text of `seg4seg --version`."""
-    v = tool_versions()
+    v = tool_versions(check_cuda=True)
     cuda = f"yes ({v['cuda_device']})" if v["cuda_available"] == "yes" else "no"
     return (
         f"seg4seg {v['seg4seg']}\nnnunetv2 {v['nnunetv2']}\ntorch {v['torch']}\n"

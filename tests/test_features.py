@@ -334,3 +334,12 @@ def test_model_embeddings_are_kept(cli, sample_run):
     assert _features(cli, SAMPLE_DATA, sample_run).code == 0
     _, matrix, sources = read_embeddings(sample_run / "embeddings.parquet")
     assert set(sources) == {"nnunet_encoder"} and matrix.shape[1] == 64
+
+
+def test_resume_does_not_depend_on_how_paths_are_spelled(cli, tmp_path, monkeypatch):
+    data = make_label_dataset(tmp_path, {"background": 0, "a": 1})
+    out = tmp_path / "out"
+    assert "(4 new, 0 reused)" in _features(cli, data, out, "-p", data / "preds").err
+    monkeypatch.chdir(tmp_path)
+    relative = data.relative_to(tmp_path)
+    assert "(0 new, 4 reused)" in _features(cli, relative, "out", "-p", relative / "preds").err
