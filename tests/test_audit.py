@@ -182,3 +182,12 @@ def test_gate_rules():
     assert not verdict.passed and "below --fail-below 0.85" in verdict.reasons[0]
     payload["higher_is_better"] = False
     assert evaluate_gate(payload, GateRules(fail_below=0.85)).passed
+
+
+def test_terminal_table_shows_untrusted_text_literally(cli, tmp_path):
+    payload = _payload()
+    payload["subgroups"][0]["description"] = "low dice; 90% meta_site=[bold red]C[/bold red]"
+    (tmp_path / "subgroups.json").write_text(json.dumps(payload))
+    result = cli("report", tmp_path)
+    assert result.code == 0
+    assert "meta_site=[bold red]C[/bold red]" in result.err
