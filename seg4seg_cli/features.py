@@ -144,6 +144,12 @@ class RowCache:
         atomic.write_bytes(self.path(case.case_id), json.dumps(entry, allow_nan=True).encode())
 
 
+def _compact(row: dict) -> dict:
+    """The row as kept in memory until the Parquet file is written: the image descriptor as a
+    float32 array (1 KiB) instead of a list of Python floats (7 KiB), for 100,000-case runs."""
+    return {**row, DESCRIPTOR_KEY: np.asarray(row[DESCRIPTOR_KEY], dtype=np.float32)}
+
+
 def _run_parallel(
     cases: list[FeatureCase], labels: LabelSet, tol: float, workers: int
 ) -> Iterator[tuple[FeatureCase, tuple]]:
@@ -267,7 +273,7 @@ def run_features(options: FeaturesOptions) -> FeaturesResult:
         if row is None:
             todo.append(case)
         else:
-            rows[case.case_id] = row
+            rows[case.case_id] = _compact(row)
             result.reused.append(case.case_id)
     if result.reused:
         console.info(
@@ -285,7 +291,7 @@ def run_features(options: FeaturesOptions) -> FeaturesResult:
                     raise OutputError(
                         f"cannot write features of {case.case_id} in {out}: {exc}"
                     ) from exc
-                rows[case.case_id] = payload
+                rows[case.case_id] = _compact(payload)
                 result.new.append(case.case_id)
             else:
                 result.skipped[case.case_id] = payload
