@@ -161,7 +161,7 @@ def test_gap_statistics_sign_ci_and_test():
     stats = gap_statistics(inside, rest, True, np.random.default_rng(1))
     assert stats.gap == pytest.approx(rest.mean() - inside.mean())
     assert stats.gap_ci95[0] < stats.gap < stats.gap_ci95[1]
-    assert stats.effect_size > 3 and stats.p_value < 1e-10
+    assert stats.effect_size > 3 and stats.p_value == 1 / 2001  # no relabelling reaches the gap
     flipped = gap_statistics(-inside, -rest, False, np.random.default_rng(1))
     assert flipped.gap == pytest.approx(stats.gap) and flipped.p_value == pytest.approx(
         stats.p_value
@@ -179,3 +179,24 @@ def test_benjamini_hochberg_matches_the_definition():
 def test_merge_keeps_the_strongest_of_overlapping_groups():
     groups = [{1, 2, 3, 4}, {1, 2, 3, 5}, {7, 8}]
     assert merge_near_duplicates(groups, [0.1, 0.3, 0.2]) == [[1, 0], [2]]
+
+
+def test_permutation_p_value_is_uniform_under_the_null_and_follows_the_gap(monkeypatch):
+    import seg4seg_cli.statistics as statistics
+
+    rng = np.random.default_rng(7)
+    p_values = [
+        statistics.permutation_p_value(rng.normal(size=15), rng.normal(size=60), True, rng, 500)
+        for _ in range(200)
+    ]
+    assert 0.03 < np.mean(np.array(p_values) < 0.1) < 0.18  # about 10% below 0.1
+    # a shifted median with an equal mean is not a worse mean: not significant
+    inside = np.full(40, 0.85)
+    rest = np.concatenate([np.full(180, 0.9), np.full(20, 0.45)])  # mean 0.855, median 0.9
+    assert statistics.permutation_p_value(inside, rest, True, rng) > 0.3
+    # above the exact limit the normal approximation is used; it agrees with counting
+    big_in, big_rest = rng.normal(0.0, 1, 300), rng.normal(0.12, 1, 1900)
+    approx = statistics.permutation_p_value(big_in, big_rest, True, rng)
+    monkeypatch.setattr(statistics, "EXACT_PERMUTATION_MAX_CASES", 10_000)
+    counted = statistics.permutation_p_value(big_in, big_rest, True, np.random.default_rng(1), 4000)
+    assert abs(counted - approx) < 0.02, (counted, approx)
