@@ -34,7 +34,7 @@ from seg4seg_cli.errors import CaseError, OutputError, UsageError
 from seg4seg_cli.labels import LabelSet, label_set_from_dataset_json
 from seg4seg_cli.metadata import join_metadata, read_metadata
 from seg4seg_cli.metrics import EMPTY_MASK_CONVENTIONS, METRIC_NAMES
-from seg4seg_cli.run_record import now_iso, record_path, write_step
+from seg4seg_cli.run_record import now_iso, part_path, record_path, write_step
 
 SCHEMA_VERSION = 1
 DESCRIPTOR_SOURCE = "image_descriptor"
@@ -212,12 +212,7 @@ def _write_descriptors(
     out: Path, num_parts: int, part_id: int, case_ids: list[str], rows: dict
 ) -> bool:
     """Write image descriptors as the embeddings, unless a model's embeddings are already there."""
-    name = (
-        "embeddings.parquet"
-        if num_parts == 1
-        else f"shards/embeddings-part-{part_id:05d}-of-{num_parts:05d}.parquet"
-    )
-    path = out / name
+    path = part_path(out, "embeddings.parquet", num_parts, part_id)
     if path.is_file():
         source = pq.read_schema(path).metadata.get(b"seg4seg", b"{}")
         if json.loads(source).get("source") != DESCRIPTOR_SOURCE:
@@ -327,12 +322,7 @@ def run_features(options: FeaturesOptions) -> FeaturesResult:
         table = pa.table(columns, schema=schema).replace_schema_metadata(
             {b"seg4seg": json.dumps(schema_metadata, sort_keys=True).encode()}
         )
-        name = (
-            "cases.parquet"
-            if num_parts == 1
-            else f"shards/part-{part_id:05d}-of-{num_parts:05d}.parquet"
-        )
-        result.cases_file = out / name
+        result.cases_file = part_path(out, "cases.parquet", num_parts, part_id)
         result.cases_file.parent.mkdir(parents=True, exist_ok=True)
         with atomic.atomic_path(result.cases_file) as tmp:
             pq.write_table(table, tmp)

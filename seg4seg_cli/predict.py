@@ -19,7 +19,7 @@ from seg4seg_cli.cases import Case, find_cases, resolve_part, select_part
 from seg4seg_cli.embeddings_store import EmbeddingCache, write_embeddings
 from seg4seg_cli.errors import CaseError, DataError, OutputError
 from seg4seg_cli.model_folder import resolve_model
-from seg4seg_cli.run_record import now_iso, read_record, record_path, write_step
+from seg4seg_cli.run_record import now_iso, part_path, read_record, record_path, write_step
 
 SAVE_RECORD_EVERY_S = 10.0
 
@@ -232,12 +232,7 @@ def run_predict(options: PredictOptions) -> PredictResult:
     if unexpected and not result.done:
         raise unexpected[0]
     if result.done:
-        name = (
-            "embeddings.parquet"
-            if num_parts == 1
-            else (f"shards/embeddings-part-{part_id:05d}-of-{num_parts:05d}.parquet")
-        )
-        result.embeddings_file = out / name
+        result.embeddings_file = part_path(out, "embeddings.parquet", num_parts, part_id)
         write_embeddings(
             result.embeddings_file,
             result.done,

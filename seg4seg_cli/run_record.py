@@ -22,11 +22,24 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def record_path(out: Path, num_parts: int, part_id: int) -> Path:
-    """run.json for a whole run; one file per part when sharded, so parts never clobber each other."""
+# the file each step writes, and the prefix of its per-part twin in shards/ (merge reads these)
+_PART_PREFIX = {"run.json": "run-", "embeddings.parquet": "embeddings-", "cases.parquet": ""}
+
+
+def part_path(out: Path, name: str, num_parts: int, part_id: int) -> Path:
+    """OUT/name for a whole run; OUT/shards/PREFIXpart-KKKKK-of-NNNNN.EXT for one part of a
+    sharded run, so parts never write the same file."""
     if num_parts == 1:
-        return out / "run.json"
-    return out / "shards" / f"run-part-{part_id:05d}-of-{num_parts:05d}.json"
+        return Path(out) / name
+    suffix = name.rsplit(".", 1)[1]
+    return (
+        Path(out) / "shards" / f"{_PART_PREFIX[name]}part-{part_id:05d}-of-{num_parts:05d}.{suffix}"
+    )
+
+
+def record_path(out: Path, num_parts: int, part_id: int) -> Path:
+    """run.json for a whole run; one file per part when sharded."""
+    return part_path(out, "run.json", num_parts, part_id)
 
 
 def read_record(path: Path) -> dict[str, Any]:
