@@ -153,9 +153,10 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     connectivity = 26 if mask.ndim == 3 else 8
     if mask.ndim not in (2, 3):
         raise ValueError(f"masks must be 2-D or 3-D, got {mask.ndim}-D")
-    # cc3d 4.1 mislabels bool arrays of shape (1, n) in 2-D; its uint8 path is right
+    # cc3d 4.1 mislabels bool arrays of shape (1, n) in 2-D, and strided views (such as a
+    # bounding-box crop of shape (2, 1, 2)) lose voxels; a contiguous uint8 copy is right
     labels, count = cc3d.connected_components(
-        mask.view(np.uint8), connectivity=connectivity, return_N=True
+        np.ascontiguousarray(mask, dtype=np.uint8), connectivity=connectivity, return_N=True
     )
     return labels, int(count)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 from seg4seg_cli import console
 from seg4seg_cli.cli import main
@@ -22,6 +24,12 @@ ENDING = ".nii.gz"
 
 # one thread: deterministic and polite on 2-core CI machines
 torch.set_num_threads(1)
+
+# Property tests draw the same examples on every run so that CI is reproducible; a search for
+# new counterexamples is `HYPOTHESIS_PROFILE=explore make test` (random, many more examples).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, max_examples=3000, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def sample_test_case_ids() -> list[str]:
