@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-features clean
+.PHONY: venv demo test lint bench bench-features bench-discovery clean
 
 venv: $(STAMP)
 
@@ -47,5 +47,9 @@ bench-features: $(STAMP)
 	$(BIN)/pip install --quiet "$(TORCH_PIN)" surface-distance==0.1 medpy
 	$(BIN)/python benchmarks/bench_features.py
 
+# discovery quality on planted-failure scenarios: trains 18 tiny nnU-Nets (~25 min on 2 cores)
+bench-discovery: $(STAMP)
+	$(BIN)/seg4seg bench --methods all --scenarios all --seeds 3 --doc docs/BENCHMARK_DISCOVERY.md
+
 clean:
-	rm -rf seg4seg_out .pytest_cache build *.egg-info
+	rm -rf seg4seg_out seg4seg_bench .pytest_cache build *.egg-info

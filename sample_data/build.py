@@ -35,7 +35,6 @@ import contextlib
 import csv
 import io
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -44,7 +43,9 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
+
+from seg4seg_cli.bench import synthetic, train
+from seg4seg_cli.bench.synthetic import FILE_ENDING, Look
 
 # ----------------------------------------------------------------------------------------------
 # Constants
@@ -58,14 +59,10 @@ MODEL_ROOT = HERE / "model"
 MODEL_DIR = MODEL_ROOT / DATASET_NAME / "nnUNetTrainer__nnUNetPlans__2d"
 PLANTED_JSON = HERE / "planted_subgroup.json"
 METADATA_CSV = HERE / "metadata.csv"
-FILE_ENDING = ".nii.gz"
 
-SIZE = 64  # image side length in pixels
-SPACING = (0.8, 0.8)  # mm, identical for images and labels
 N_TRAIN = 40
 N_TEST = 80
 N_PLANTED = 12
-N_VAL = 4  # fold 0 validates on 4 training cases and trains on the other 36
 
 # Sites and their scanners. The artefact comes from site C's scanner; two planted cases come from
 # elsewhere so that site is a strong but imperfect description of the subgroup.
@@ -73,98 +70,14 @@ SCANNERS = {"A": "Aurora 3T", "B": "Borealis 1.5T", "C": "Cygnus 1.5T"}
 PLANTED_SITES = ["C"] * 10 + ["A", "B"]
 NORMAL_SITES = ["A"] * 28 + ["B"] * 26 + ["C"] * 14
 
-# Tiny network and short schedule (CPU, about a minute).
-FEATURES_PER_STAGE = [8, 16, 32, 64]
-N_EPOCHS = 10
-N_ITERATIONS_PER_EPOCH = 25
-N_VAL_ITERATIONS_PER_EPOCH = 5
-BATCH_SIZE = 12
-TRAINER_NAME_IN_CHECKPOINT = "nnUNetTrainer"
-
-
-# ----------------------------------------------------------------------------------------------
-# Synthetic images
-# ----------------------------------------------------------------------------------------------
-def _smooth_noise(rng: np.random.Generator, sigma: float) -> np.ndarray:
-    """Gaussian-filtered white noise rescaled to unit standard deviation."""
-    field = ndimage.gaussian_filter(rng.standard_normal((SIZE, SIZE)), sigma, mode="wrap")
-    return field / field.std()
-
-
-def _ellipse(center: tuple[float, float], axes: tuple[float, float], angle: float) -> np.ndarray:
-    """Boolean mask of a rotated ellipse (centre in pixels, semi-axes in pixels, angle in rad)."""
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(float)
-    dy, dx = yy - center[0], xx - center[1]
-    u = dx * np.cos(angle) + dy * np.sin(angle)
-    v = -dx * np.sin(angle) + dy * np.cos(angle)
-    return (u / axes[0]) ** 2 + (v / axes[1]) ** 2 <= 1.0
-
-
-def _random_ellipse(
-    rng: np.random.Generator, axis_range: tuple[float, float], margin: float
-) -> np.ndarray:
-    """A random ellipse fully inside the image, at least ``margin`` pixels from the border."""
-    axes = (rng.uniform(*axis_range), rng.uniform(*axis_range))
-    reach = max(axes) + margin
-    center = (rng.uniform(reach, SIZE - 1 - reach), rng.uniform(reach, SIZE - 1 - reach))
-    return _ellipse(center, axes, rng.uniform(0, np.pi))
-
-
-def _adjacent_artefact(rng: np.random.Generator, structure: np.ndarray) -> np.ndarray | None:
-    """An ellipse at least 2-4 pixels (random) from ``structure``, or None if none fits."""
-    distance_to_structure = ndimage.distance_transform_edt(~structure)
-    cy, cx = np.argwhere(structure).mean(axis=0)
-    for _ in range(50):
-        axes = (rng.uniform(6.5, 12.0), rng.uniform(6.5, 12.0))
-        angle = rng.uniform(0, np.pi)
-        direction = rng.uniform(0, 2 * np.pi)
-        gap = rng.uniform(2.0, 4.0)
-        # Walk outwards from the structure's centre until the artefact keeps the desired gap.
-        for step in np.arange(1.0, SIZE, 0.5):
-            center = (cy + step * np.sin(direction), cx + step * np.cos(direction))
-            reach = max(axes) + 2
-            if not (
-                reach <= center[0] <= SIZE - 1 - reach and reach <= center[1] <= SIZE - 1 - reach
-            ):
-                break
-            mask = _ellipse(center, axes, angle)
-            if distance_to_structure[mask].min() >= gap:
-                return mask
-    return None
-
 
 def make_case(rng: np.random.Generator, with_artefact: bool) -> tuple[np.ndarray, np.ndarray]:
-    """One 64x64 image (int16) and its label (uint8).
-
-    Background: a slowly varying bias field, a mid-frequency "tissue" texture and white noise.
-    Structure: a rotated ellipse of random size and position, brighter than the background, with its
-    own fine texture and a slightly blurred edge. Artefact (planted cases only): a second ellipse
-    with the same brightness and texture next to the structure; it is not part of the label.
-    """
-    while True:
-        structure = _random_ellipse(rng, axis_range=(7.0, 13.0), margin=3.0)
-        artefact = _adjacent_artefact(rng, structure) if with_artefact else None
-        if artefact is not None or not with_artefact:
-            break
-
-    image = (
-        400.0
-        + 40.0 * _smooth_noise(rng, 10.0)
-        + 25.0 * _smooth_noise(rng, 1.5)
-        + 12.0 * rng.standard_normal((SIZE, SIZE))
-    )
-    bright = [structure] if artefact is None else [structure, artefact]
-    for mask in bright:
-        contrast = rng.uniform(140.0, 200.0)
-        texture = 1.0 + 0.12 * _smooth_noise(rng, 1.0)
-        image += contrast * texture * ndimage.gaussian_filter(mask.astype(float), 0.6)
-    return np.round(image).astype(np.int16), structure.astype(np.uint8)
+    """One 64x64 image (int16) and its label (uint8); see `seg4seg_cli.bench.synthetic`."""
+    return synthetic.make_case(rng, Look(artefact=with_artefact))
 
 
 def _write_nifti(array: np.ndarray, path: Path) -> None:
-    img = sitk.GetImageFromArray(array)
-    img.SetSpacing(SPACING)
-    sitk.WriteImage(img, str(path), useCompression=True)
+    synthetic.write_nifti(array, path)
 
 
 def generate_data() -> dict:
@@ -230,144 +143,11 @@ def generate_data() -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# Training (nnU-Net v2, in-process, CPU)
+# Training (nnU-Net v2, in-process, CPU): the same tiny model and schedule as `seg4seg bench`
 # ----------------------------------------------------------------------------------------------
-def _shrink_plans(plans: dict) -> dict:
-    """Keep only configuration '2d' and make its U-Net tiny (4 stages, 8..64 features)."""
-    config = plans["configurations"]["2d"]
-    n_stages = len(FEATURES_PER_STAGE)
-    config["patch_size"] = [SIZE, SIZE]
-    config["batch_size"] = BATCH_SIZE
-    arch = config["architecture"]["arch_kwargs"]
-    arch.update(
-        n_stages=n_stages,
-        features_per_stage=list(FEATURES_PER_STAGE),
-        kernel_sizes=[[3, 3]] * n_stages,
-        strides=[[1, 1]] + [[2, 2]] * (n_stages - 1),
-        n_conv_per_stage=[2] * n_stages,
-        n_conv_per_stage_decoder=[2] * (n_stages - 1),
-    )
-    plans["configurations"] = {"2d": config}
-    return plans
-
-
-def _plain(obj):
-    """JSON round trip: turns numpy scalars and tuples into plain Python types."""
-    return json.loads(json.dumps(obj))
-
-
 def train_and_export() -> float:
-    """Train the tiny model in a temporary nnU-Net tree and export a slim results folder.
-
-    Returns the wall time of ``run_training`` in seconds.
-    """
-    tmp = Path(tempfile.mkdtemp(prefix="seg4seg_nnunet_"))
-    try:
-        raw = tmp / "raw" / DATASET_NAME
-        raw.mkdir(parents=True)
-        # Only the training half goes into nnU-Net's raw folder.
-        shutil.copy(DATASET_DIR / "dataset.json", raw / "dataset.json")
-        shutil.copytree(DATASET_DIR / "imagesTr", raw / "imagesTr")
-        shutil.copytree(DATASET_DIR / "labelsTr", raw / "labelsTr")
-
-        # nnunetv2.paths reads these at import time: set them before importing nnunetv2.
-        os.environ["nnUNet_raw"] = str(tmp / "raw")
-        os.environ["nnUNet_preprocessed"] = str(tmp / "preprocessed")
-        os.environ["nnUNet_results"] = str(tmp / "results")
-        os.environ.setdefault("nnUNet_def_n_proc", "2")
-        os.environ["nnUNet_compile"] = "false"
-        # nnUNet_n_proc_DA=0 must NOT be set yet: planning/preprocessing break with it.
-        os.environ.pop("nnUNet_n_proc_DA", None)
-
-        import torch
-        from nnunetv2.experiment_planning.plan_and_preprocess_api import (
-            extract_fingerprint_dataset,
-            plan_experiment_dataset,
-            preprocess_dataset,
-        )
-        from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-        torch.set_num_threads(2)
-
-        extract_fingerprint_dataset(
-            DATASET_ID,
-            num_processes=2,
-            check_dataset_integrity=True,
-            verbose=False,
-            show_progress_bar=False,
-        )
-        plan_experiment_dataset(DATASET_ID)
-        preprocessed = tmp / "preprocessed" / DATASET_NAME
-        plans_file = preprocessed / "nnUNetPlans.json"
-        plans = _shrink_plans(json.loads(plans_file.read_text()))
-        plans_file.write_text(json.dumps(plans, indent=4))
-        preprocess_dataset(
-            DATASET_ID, configurations=("2d",), num_processes=[2], show_progress_bar=False
-        )
-
-        # Fold 0: 36 training cases, 4 validation cases.
-        ids = sorted(p.name[: -len(FILE_ENDING)] for p in (raw / "labelsTr").iterdir())
-        val = ids[-N_VAL:]
-        splits = [{"train": [i for i in ids if i not in val], "val": val}]
-        (preprocessed / "splits_final.json").write_text(json.dumps(splits, indent=2))
-
-        # Augmentation in the main process only (no worker processes).
-        os.environ["nnUNet_n_proc_DA"] = "0"
-
-        class TinyTrainer(nnUNetTrainer):
-            """nnUNetTrainer with a CPU-sized schedule."""
-
-            def __init__(
-                self, plans, configuration, fold, dataset_json, device=torch.device("cpu")
-            ):
-                super().__init__(plans, configuration, fold, dataset_json, device)
-                self.num_epochs = N_EPOCHS
-                self.num_iterations_per_epoch = N_ITERATIONS_PER_EPOCH
-                self.num_val_iterations_per_epoch = N_VAL_ITERATIONS_PER_EPOCH
-                self.save_every = 10**6  # no intermediate checkpoints
-
-        np.random.seed(SEED)
-        torch.manual_seed(SEED)
-        dataset_json = json.loads((raw / "dataset.json").read_text())
-        trainer_plans = json.loads(plans_file.read_text())
-        trainer_plans["continue_training"] = False  # the trainer pops this key
-        trainer = TinyTrainer(trainer_plans, "2d", 0, dataset_json, device=torch.device("cpu"))
-        start = time.perf_counter()
-        trainer.run_training()  # no final validation/export: that is a separate call in nnU-Net
-        seconds = time.perf_counter() - start
-
-        # Slim, weights_only-loadable export.
-        if MODEL_ROOT.exists():
-            shutil.rmtree(MODEL_ROOT)
-        (MODEL_DIR / "fold_0").mkdir(parents=True)
-        (MODEL_DIR / "plans.json").write_text(
-            json.dumps(trainer.plans_manager.plans, indent=4) + "\n"
-        )
-        (MODEL_DIR / "dataset.json").write_text(json.dumps(dataset_json, indent=4) + "\n")
-        network = trainer.network
-        network = getattr(network, "_orig_mod", network)
-        checkpoint = {
-            # No copies: PlainConvUNet's decoder references the encoder, so encoder weights appear
-            # twice in the state dict; sharing their storage keeps the file at half the size.
-            "network_weights": network.state_dict(),
-            "init_args": {
-                "plans": _plain(trainer.plans_manager.plans),
-                "configuration": "2d",
-                "fold": 0,
-                "dataset_json": _plain(dataset_json),
-                "device": torch.device("cpu"),
-            },
-            "trainer_name": TRAINER_NAME_IN_CHECKPOINT,
-            "inference_allowed_mirroring_axes": tuple(
-                int(a) for a in trainer.inference_allowed_mirroring_axes
-            ),
-        }
-        path = MODEL_DIR / "fold_0" / "checkpoint_final.pth"
-        torch.save(checkpoint, path)
-        torch.load(path, map_location="cpu", weights_only=True)  # must not raise
-        return seconds
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Train the tiny model and export a slim results folder; returns training seconds."""
+    return train.train_and_export(DATASET_DIR, MODEL_DIR, seed=SEED)
 
 
 # ----------------------------------------------------------------------------------------------

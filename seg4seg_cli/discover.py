@@ -34,8 +34,11 @@ from seg4seg_cli.statistics import (
 
 SCHEMA_VERSION = 1
 HIGHER_IS_BETTER = {"dice", "iou", "nsd"}
-# columns that are errors or their flags: never candidate predicates for rule-based methods
-_ERROR_FAMILIES = set(METRIC_NAMES) | {"ref_empty", "pred_empty"}
+# Properties of the reference alone or of the prediction alone (volumes, component counts) describe
+# a case without measuring the error, so rule-based methods may use them ("vol_ref_ml < 0.2",
+# "n_comp_pred >= 2"); every other metric compares the two and is never a candidate predicate.
+DESCRIPTIVE_METRICS = {"vol_ref_ml", "vol_pred_ml", "n_comp_ref", "n_comp_pred"}
+_ERROR_FAMILIES = (set(METRIC_NAMES) - DESCRIPTIVE_METRICS) | {"ref_empty", "pred_empty"}
 
 
 @dataclass
@@ -49,6 +52,9 @@ class DiscoverOptions:
     min_size: int | None = None
     seed: int = 0
     holdout: float = 0.5
+    # hyperparameter overrides of the method (one method only), and where to write the result
+    params: dict | None = None
+    output: Path | None = None  # default OUT/subgroups.json
 
 
 def default_min_size(n_cases: int) -> int:
@@ -102,7 +108,8 @@ def load_out_folder(out: Path) -> tuple[pd.DataFrame, np.ndarray | None, str | N
 
 
 def candidate_features(cases: pd.DataFrame) -> pd.DataFrame:
-    """The columns rule-based methods may use: image features, entropy and metadata."""
+    """The columns rule-based methods may use: image features, volumes and component counts of
+    reference and prediction, entropy and metadata; never the errors themselves."""
     keep = [
         c for c in cases.columns if c != "case_id" and c.split("__", 1)[0] not in _ERROR_FAMILIES
     ]
@@ -119,6 +126,8 @@ def run_discover(options: DiscoverOptions) -> dict:
             raise UsageError(
                 f"--method must be one of {', '.join(sorted(METHODS))} or all, not {options.method!r}"
             )
+    if options.params and len(methods) > 1:
+        raise UsageError("hyperparameter overrides apply to one method, not to --method all")
     if not 0 < options.holdout < 1:
         raise UsageError(f"--holdout must be between 0 and 1, got {options.holdout}")
     if options.n_slices < 1:
@@ -163,7 +172,7 @@ def run_discover(options: DiscoverOptions) -> dict:
                 "(run seg4seg predict, or features, which writes image descriptors when there is no model)"
             )
         fit_min_size = max(2, math.ceil(min_size * n_fit / n_cases))
-        slicer = make_slicer(method, options.n_slices, options.seed, fit_min_size)
+        slicer = make_slicer(method, options.n_slices, options.seed, fit_min_size, options.params)
         slicer.fit(
             embeddings[fit_index] if embeddings is not None else None,
             quality[fit_index],
@@ -260,6 +269,7 @@ def run_discover(options: DiscoverOptions) -> dict:
     payload = {
         "schema_version": SCHEMA_VERSION,
         "method": options.method,
+        **({"params": options.params} if options.params else {}),
         "metric": options.metric,
         "higher_is_better": better,
         "seed": options.seed,
@@ -280,7 +290,7 @@ def run_discover(options: DiscoverOptions) -> dict:
         "subgroups": subgroups,
     }
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
-    atomic.write_bytes(out / "subgroups.json", text.encode("utf-8"))
+    atomic.write_bytes(options.output or out / "subgroups.json", text.encode("utf-8"))
     write_step(
         out / "run.json",
         "discover",
@@ -292,6 +302,7 @@ def run_discover(options: DiscoverOptions) -> dict:
                 "min_size": min_size,
                 "seed": options.seed,
                 "holdout": options.holdout,
+                "params": options.params or {},
             },
             "started_at": start_iso,
             "finished_at": now_iso(),

@@ -200,3 +200,40 @@ def test_permutation_p_value_is_uniform_under_the_null_and_follows_the_gap(monke
     monkeypatch.setattr(statistics, "EXACT_PERMUTATION_MAX_CASES", 10_000)
     counted = statistics.permutation_p_value(big_in, big_rest, True, np.random.default_rng(1), 4000)
     assert abs(counted - approx) < 0.02, (counted, approx)
+
+
+def test_domino_models_the_prediction_summary_where_embeddings_do_not_separate(tmp_path):
+    """An artefact segmented as an extra blob: invisible to the (averaged) embedding, visible in
+    the predicted mask's component count and volume, which need no reference."""
+    rng = np.random.default_rng(3)
+    n_cases = 300
+    case_ids = [f"case_{i:04d}" for i in range(n_cases)]
+    planted = np.zeros(n_cases, bool)
+    planted[rng.choice(n_cases, 45, replace=False)] = True
+    embeddings = rng.normal(size=(n_cases, 64))  # the same distribution for every case
+    vol_ref = rng.uniform(0.1, 0.3, n_cases)
+    cases = pd.DataFrame(
+        {
+            "case_id": case_ids,
+            "dice": np.where(
+                planted, rng.normal(0.6, 0.05, n_cases), rng.normal(0.95, 0.02, n_cases)
+            ),
+            "vol_pred_ml": vol_ref + np.where(planted, rng.uniform(0.1, 0.2, n_cases), 0.0),
+            "n_comp_pred": np.where(planted, 2.0, 1.0),
+            "vol_ref_ml": vol_ref,
+        }
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    pq.write_table(pa.Table.from_pandas(cases, preserve_index=False), out / "cases.parquet")
+    write_embeddings(
+        out / "embeddings.parquet", case_ids, list(embeddings.astype(np.float32)), "test"
+    )
+    members = {c for c, p in zip(case_ids, planted, strict=True) if p}
+
+    def best_p_at_10(params):
+        payload = run_discover(DiscoverOptions(out=out, method="domino", params=params))
+        return max((precision_at_10(g, members) for g in payload["subgroups"][:3]), default=0.0)
+
+    assert best_p_at_10(None) >= 0.9
+    assert best_p_at_10({"prediction_weight": 0.0}) < 0.8  # not found from embeddings alone

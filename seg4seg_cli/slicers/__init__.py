@@ -17,8 +17,14 @@ METHODS: dict[str, tuple[str, str, bool]] = {
 }
 
 
-def make_slicer(name: str, n_slices: int, random_state: int, min_size: int):
-    """A slicer with our defaults; `min_size` is the fewest cases a reported slice may hold."""
+def make_slicer(
+    name: str, n_slices: int, random_state: int, min_size: int, params: dict | None = None
+):
+    """A slicer with our defaults; `min_size` is the fewest cases a reported slice may hold.
+
+    `params` overrides hyperparameters of the method's `__init__` (as `seg4seg bench` does to
+    compare settings); an unknown name raises TypeError from the class itself.
+    """
     module_name, class_name, _ = METHODS[name]
     cls = getattr(importlib.import_module(module_name), class_name)
     extra = {}
@@ -26,4 +32,5 @@ def make_slicer(name: str, n_slices: int, random_state: int, min_size: int):
         extra["min_slice_size"] = min_size
     if name == "sliceline":
         extra["min_support"] = min_size
+    extra.update(params or {})
     return cls(n_slices=n_slices, random_state=random_state, **extra)

@@ -8,8 +8,14 @@ each component here also has a Gaussian over the per-case error (1 − Dice, say
 with softmax outputs, weighted by `quality_weight` (γ). The EM is our own numpy implementation
 with log-sum-exp responsibilities and deterministic initialisation (k-means with `random_state`).
 
-Held-out cases are assigned by the embedding part of the mixture only (quality marginalised), so
-slices found on some cases can be tested honestly on others.
+Domino's mixture also models the model's prediction Ŷ. A segmentation model's prediction is a
+mask; its summary per case, the predicted volume and number of connected components
+(`vol_pred_ml`, `n_comp_pred` of cases.parquet, log1p-scaled and standardised), is modelled by a
+third diagonal Gaussian weighted by `prediction_weight`. Unlike the error it needs no reference,
+so held-out cases are assigned by the embedding and prediction parts of the mixture (the error
+marginalised), and slices found on some cases can be tested honestly on others. An encoder
+embedding averaged over the image barely sees a second, structure-like blob next to the
+structure; the prediction summary does (an extra component, a larger volume).
 """
 
 from __future__ import annotations
@@ -26,6 +32,21 @@ from seg4seg_cli.slicers.base import (
 )
 
 _LOG_2PI = np.log(2 * np.pi)
+# the prediction summary: aggregate columns of cases.parquet that need no reference
+PREDICTION_COLUMNS = ("vol_pred_ml", "n_comp_pred")
+
+
+def _prediction_summary(features: object, n_cases: int) -> np.ndarray | None:
+    """log1p of the prediction columns, `(n_cases, 2)`; None when `features` lacks them."""
+    columns = getattr(features, "columns", None)
+    if columns is None or any(c not in columns for c in PREDICTION_COLUMNS):
+        return None
+    raw = np.asarray(features[list(PREDICTION_COLUMNS)], dtype=np.float64)
+    if raw.shape[0] != n_cases:
+        raise ValueError(f"features must have {n_cases} rows, got {raw.shape[0]}")
+    if not np.all(np.isfinite(raw)):
+        raise ValueError(f"{', '.join(PREDICTION_COLUMNS)} must be finite for every case")
+    return np.log1p(np.maximum(raw, 0.0))
 
 
 def _diag_log_density(x: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:
@@ -46,7 +67,8 @@ class DominoSlicer:
     are few cases: at most one per `min_component_cases`); `n_pca_components` (128);
     `quality_weight` γ, the weight of the error term in the likelihood; `min_slice_size`, the
     fewest cases a component must hold to be reported; `max_iter`, `tol` of EM;
-    `reg_covar` added to every variance; `random_state`.
+    `reg_covar` added to every variance; `prediction_weight`, the weight of the prediction term
+    (0: embeddings and error only, as without a prediction summary); `random_state`.
     """
 
     def __init__(
@@ -61,6 +83,7 @@ class DominoSlicer:
         max_iter: int = 200,
         tol: float = 1e-5,
         reg_covar: float = 1e-3,
+        prediction_weight: float = 1.0,
         random_state: int = 0,
     ) -> None:
         self.n_slices = n_slices
@@ -73,6 +96,7 @@ class DominoSlicer:
         self.max_iter = max_iter
         self.tol = tol
         self.reg_covar = reg_covar
+        self.prediction_weight = prediction_weight
         self.random_state = random_state
 
     def fit(
@@ -85,14 +109,27 @@ class DominoSlicer:
         self.reducer_ = EmbeddingReducer(self.n_pca_components, self.random_state).fit(embeddings)
         z = self.reducer_.transform(embeddings)
         error = errors_from_quality(quality)[:, None]
+        raw = _prediction_summary(features, n_cases)
+        self.prediction_columns_ = [] if raw is None else list(PREDICTION_COLUMNS)
+        if raw is not None and self.prediction_weight > 0:
+            self.prediction_mean_ = raw.mean(axis=0)
+            scale = raw.std(axis=0)
+            self.prediction_scale_ = np.where(scale > 1e-12, scale, 1.0)
+        else:
+            self.prediction_columns_ = []
+        pred = self._prediction(features, n_cases)
         k = int(
             min(self.n_components, max(self.min_components, n_cases // self.min_component_cases))
         )
 
         # deterministic start: k-means++ seeds on embeddings and (weighted) error together
-        start = np.hstack(
-            [z / (z.std() + 1e-12), np.sqrt(self.quality_weight) * error / (error.std() + 1e-12)]
-        )
+        parts = [
+            z / (z.std() + 1e-12),
+            np.sqrt(self.quality_weight) * error / (error.std() + 1e-12),
+        ]
+        if pred is not None:
+            parts.append(np.sqrt(self.prediction_weight) * pred)
+        start = np.hstack(parts)
         centres, _ = kmeans_plusplus(start, n_clusters=k, random_state=self.random_state)
         labels = np.argmin(((start[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
         resp = np.zeros((n_cases, k))
@@ -100,8 +137,8 @@ class DominoSlicer:
 
         previous = -np.inf
         for iteration in range(self.max_iter):  # noqa: B007 (n_iter_ below)
-            self._m_step(z, error, resp)
-            log_joint = self._log_joint(z, error)
+            self._m_step(z, error, pred, resp)
+            log_joint = self._log_joint(z, error, pred)
             log_norm = logsumexp(log_joint, axis=1, keepdims=True)
             resp = np.exp(log_joint - log_norm)
             mean_ll = float(log_norm.mean())
@@ -115,16 +152,30 @@ class DominoSlicer:
         weight = resp.sum(axis=0)
         component_error = (resp * error).sum(axis=0) / np.maximum(weight, 1e-12)
         # a slice is the set of cases whose most likely component (from embeddings alone) it is
-        hard = np.bincount(self._embedding_posterior(z).argmax(axis=1), minlength=k)
+        hard = np.bincount(self._embedding_posterior(z, pred).argmax(axis=1), minlength=k)
         occupied = np.flatnonzero(hard >= max(1, self.min_slice_size))
         order = occupied[np.argsort(-component_error[occupied], kind="stable")]
         self.slice_components_ = order[: self.n_slices]
         self.component_error_ = component_error
         self.descriptions_ = [""] * len(self.slice_components_)
-        self.memberships_ = self.transform(embeddings)
+        self.memberships_ = self.transform(embeddings, features)
         return self
 
-    def _m_step(self, z: np.ndarray, error: np.ndarray, resp: np.ndarray) -> None:
+    def _prediction(self, features: object, n_cases: int) -> np.ndarray | None:
+        """Standardised prediction summary of the cases, or None when it is not modelled."""
+        if not self.prediction_columns_:
+            return None
+        raw = _prediction_summary(features, n_cases)
+        if raw is None:
+            raise ValueError(
+                f"this slicer was fitted with {', '.join(self.prediction_columns_)}; "
+                "pass the same feature columns to transform"
+            )
+        return (raw - self.prediction_mean_) / self.prediction_scale_
+
+    def _m_step(
+        self, z: np.ndarray, error: np.ndarray, pred: np.ndarray | None, resp: np.ndarray
+    ) -> None:
         weight = resp.sum(axis=0) + 1e-10
         self.weights_ = weight / weight.sum()
         self.means_ = (resp.T @ z) / weight[:, None]
@@ -135,22 +186,36 @@ class DominoSlicer:
             (resp.T @ error**2) / weight[:, None] - self.error_means_**2 + self.reg_covar,
             self.reg_covar,
         )
+        if pred is not None:
+            self.pred_means_ = (resp.T @ pred) / weight[:, None]
+            self.pred_variances_ = np.maximum(
+                (resp.T @ pred**2) / weight[:, None] - self.pred_means_**2 + self.reg_covar,
+                self.reg_covar,
+            )
 
-    def _log_joint(self, z: np.ndarray, error: np.ndarray | None) -> np.ndarray:
+    def _log_joint(
+        self, z: np.ndarray, error: np.ndarray | None, pred: np.ndarray | None
+    ) -> np.ndarray:
         log_joint = np.log(self.weights_) + _diag_log_density(z, self.means_, self.variances_)
         if error is not None:
             log_joint = log_joint + self.quality_weight * _diag_log_density(
                 error, self.error_means_, self.error_variances_
             )
+        if pred is not None:
+            log_joint = log_joint + self.prediction_weight * _diag_log_density(
+                pred, self.pred_means_, self.pred_variances_
+            )
         return log_joint
 
-    def _embedding_posterior(self, z: np.ndarray) -> np.ndarray:
-        log_joint = self._log_joint(z, None)
+    def _embedding_posterior(self, z: np.ndarray, pred: np.ndarray | None) -> np.ndarray:
+        """Posterior of the components without the error: embedding (and prediction) terms."""
+        log_joint = self._log_joint(z, None, pred)
         return np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
 
     def transform(self, embeddings: np.ndarray, features: object = None) -> np.ndarray:
-        """Posterior of each slice's component from embeddings alone, `(n_cases, n_slices_found)`;
-        0 for cases whose most likely component is another one."""
-        z = self.reducer_.transform(np.asarray(embeddings, dtype=np.float64))
-        posterior = self._embedding_posterior(z)
+        """Posterior of each slice's component from embeddings and prediction summary (never the
+        error), `(n_cases, n_slices_found)`; 0 for cases whose most likely component is another."""
+        embeddings = np.asarray(embeddings, dtype=np.float64)
+        z = self.reducer_.transform(embeddings)
+        posterior = self._embedding_posterior(z, self._prediction(features, embeddings.shape[0]))
         return component_strengths(posterior, self.slice_components_)

@@ -1,0 +1,219 @@
+"""`seg4seg bench`: scenario data, scoring, and the quick run end to end (real training).
+
+The quick run trains a real tiny nnU-Net on the CPU (about a minute), predicts and computes
+features for the 200 test cases of the artefact scenario, runs the default method and scores it;
+this is what CI runs of the benchmark. The full table is in docs/BENCHMARK_DISCOVERY.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from seg4seg_cli.bench import scenarios as sc
+from seg4seg_cli.bench.runner import DEFAULT_METHOD, parse_methods
+from seg4seg_cli.bench.score import precision_at, score
+from seg4seg_cli.bench.synthetic import Look, make_case
+from seg4seg_cli.errors import UsageError
+
+# ---------------------------------------------------------------------------- scoring
+
+
+def subgroup(rank: int, case_ids: list[str], p: float = 0.5, gap: float = 0.0) -> dict:
+    return {"rank": rank, "case_ids": case_ids, "p_adjusted": p, "gap": gap}
+
+
+TRUTH = [f"t{i:02d}" for i in range(20)]
+OTHERS = [f"o{i:03d}" for i in range(100)]
+
+
+def test_precision_at_10_reads_the_first_ten_members_in_order():
+    members = TRUTH[:8] + OTHERS[:2] + TRUTH[8:20]
+    assert precision_at(members, set(TRUTH)) == 0.8
+    assert precision_at(OTHERS[:2] + TRUTH, set(TRUTH)) == 0.8
+    assert precision_at(OTHERS[:3] + TRUTH, set(TRUTH)) == 0.7
+
+
+def test_best_of_top_three_is_scored_and_found_at_0_8():
+    groups = [
+        subgroup(1, OTHERS[:15]),
+        subgroup(2, TRUTH[:8] + OTHERS[:2] + OTHERS[10:20], p=0.01, gap=0.2),
+        subgroup(3, TRUTH[:5] + OTHERS[:5]),
+        subgroup(4, TRUTH),  # perfect, but not in the top 3
+    ]
+    result = score(groups, TRUTH)
+    assert result.found and result.p_at_10 == 0.8 and result.best_rank == 2
+    assert result.precision == pytest.approx(8 / 20)
+    assert result.recall == pytest.approx(8 / 20)
+    assert result.f1 == pytest.approx(0.4)
+    assert result.best_significant is True
+    assert result.false_alarms == 1  # p < 0.05 and gap >= 0.05 counts on any scenario
+
+
+def test_p_at_10_of_0_7_is_not_found_and_nothing_reported_is_a_miss():
+    result = score([subgroup(1, TRUTH[:7] + OTHERS[:3])], TRUTH)
+    assert not result.found and result.p_at_10 == pytest.approx(0.7)
+    empty = score([], TRUTH)
+    assert not empty.found and empty.p_at_10 == 0.0 and empty.n_subgroups == 0
+
+
+def test_null_counts_false_alarms_by_p_and_gap():
+    groups = [
+        subgroup(1, OTHERS[:10], p=0.01, gap=0.06),  # alarm
+        subgroup(2, OTHERS[10:20], p=0.01, gap=0.04),  # too small a gap
+        subgroup(3, OTHERS[20:30], p=0.2, gap=0.3),  # not significant
+        subgroup(4, OTHERS[30:40], p=0.049, gap=0.05),  # alarm (bounds inclusive of gap)
+    ]
+    result = score(groups, [])
+    assert result.found is None and result.p_at_10 is None
+    assert result.false_alarms == 2 and result.n_subgroups == 4
+
+
+# ---------------------------------------------------------------------------- scenarios
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*.nii.gz")):
+        h.update(path.name.encode())
+        h.update(sitk.GetArrayFromImage(sitk.ReadImage(str(path))).tobytes())
+    return h.hexdigest()
+
+
+def test_scenario_data_are_deterministic_and_ids_do_not_reveal_membership(tmp_path):
+    scenario = sc.SCENARIOS["annotation"]
+    first = sc.generate(scenario, 1, tmp_path / "a")
+    second = sc.generate(scenario, 1, tmp_path / "b")
+    assert _digest(first) == _digest(second)
+    other_seed = sc.generate(scenario, 2, tmp_path / "c")
+    assert _digest(first) != _digest(other_seed)
+
+    truth = json.loads((tmp_path / "a" / "truth.json").read_text())
+    members = truth["subgroup"]
+    assert len(members) == sc.N_SUBGROUP == round(0.15 * sc.N_TEST)
+    test_ids = sorted(p.name[: -len("_0000.nii.gz")] for p in (first / "imagesTs").iterdir())
+    assert len(test_ids) == sc.N_TEST >= 100
+    assert len(list((first / "imagesTr").iterdir())) == sc.N_TRAIN
+    assert set(members) <= set(test_ids)
+    # ids are a plain running number; members are spread over the whole range
+    assert all(c.startswith("case_") for c in test_ids)
+    numbers = sorted(int(c[5:]) for c in members)
+    assert numbers[0] < sc.N_TEST // 4 and numbers[-1] > 3 * sc.N_TEST // 4
+    # nothing about membership inside the dataset folder
+    assert not any("truth" in p.name for p in first.rglob("*"))
+
+
+def test_annotation_bias_dilates_the_training_labels_of_striped_cases_only(tmp_path):
+    dataset = sc.generate(sc.SCENARIOS["annotation"], 0, tmp_path)
+    rng = np.random.default_rng(0)
+    image, clean = make_case(rng, Look(stripes=True))
+    rng = np.random.default_rng(0)
+    _, biased = make_case(rng, Look(stripes=True, dilate_label=4))
+    assert biased.sum() > clean.sum()
+    np.testing.assert_array_equal(biased, ndimage.binary_dilation(clean, sc_disk(4)))
+
+    def dilated_labels(split: str) -> int:
+        """Labels holding a 3-px rim of background intensity: annotated dilated."""
+        count = 0
+        for label_path in sorted((dataset / f"labels{split}").iterdir()):
+            name = label_path.name.replace(".nii.gz", "_0000.nii.gz")
+            label = sitk.GetArrayFromImage(sitk.ReadImage(str(label_path))) > 0
+            image = sitk.GetArrayFromImage(sitk.ReadImage(str(dataset / f"images{split}" / name)))
+            rim = label & ~ndimage.binary_erosion(label, sc_disk(3))
+            core = ndimage.binary_erosion(label, sc_disk(5))
+            if core.any() and image[rim].mean() < image[core].mean() - 80:
+                count += 1
+        return count
+
+    assert dilated_labels("Tr") == round(0.3 * sc.N_TRAIN)
+    assert dilated_labels("Ts") == 0  # test references are clean
+
+
+def sc_disk(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return yy**2 + xx**2 <= radius**2
+
+
+def test_null_scenario_has_no_subgroup(tmp_path):
+    sc.generate(sc.SCENARIOS["null"], 0, tmp_path)
+    assert json.loads((tmp_path / "truth.json").read_text())["subgroup"] == []
+
+
+def test_method_specs_parse_overrides_and_reject_unknown_names():
+    specs = parse_methods("domino,domino:quality_weight=1:n_pca_components=16,sliceline")
+    assert [s.label for s in specs][1] == "domino:quality_weight=1:n_pca_components=16"
+    assert specs[1].params == {"quality_weight": 1, "n_pca_components": 16}
+    assert [s.name for s in parse_methods("all")][0] == DEFAULT_METHOD
+    for bad in ("dominoo", "domino:quality_weight", "domino,domino", ""):
+        with pytest.raises(UsageError):
+            parse_methods(bad)
+
+
+def test_bench_usage_errors_exit_2(cli, tmp_path):
+    result = cli("bench", "--out", tmp_path, "--scenarios", "artefact,nope")
+    assert result.code == 2 and "nope" in result.err
+    result = cli("bench", "--out", tmp_path, "--methods", "domino:not_a_parameter=1")
+    assert result.code == 2 and "not_a_parameter" in result.err
+    assert not (tmp_path / "scenarios").exists()  # refused before any work
+    result = cli("bench", "--out", tmp_path, "--seeds", "0")
+    assert result.code == 2 and "--seeds" in result.err
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    from seg4seg_cli.cli import main
+
+    out = tmp_path_factory.mktemp("bench") / "work"
+    doc = out.parent / "BENCH.md"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--quick", "--out", str(out), "--doc", str(doc)])
+    assert exit_info.value.code == 0
+    return out, doc
+
+
+def test_quick_bench_trains_audits_and_scores_the_artefact_scenario(quick_run):
+    out, doc = quick_run
+    payload = json.loads((out / "bench.json").read_text())
+    assert payload["scenarios"] == ["artefact"] and payload["seeds"] == [0]
+    assert [m["label"] for m in payload["methods"]] == [DEFAULT_METHOD]
+    (run,) = payload["runs"]
+    # the planted artefact really hurts the trained model: the scenario is valid
+    assert run["valid"] and run["gap"] >= sc.MIN_GAP
+    assert run["dice_rest"] > 0.9 and run["train_seconds"] > 0
+    folder = out / "scenarios" / "artefact" / "seed0"
+    assert (folder / "model" / "fold_0" / "checkpoint_final.pth").is_file()
+    subgroups = json.loads((folder / f"subgroups-{DEFAULT_METHOD}.json").read_text())
+    truth = json.loads((folder / "truth.json").read_text())["subgroup"]
+    # the score in bench.json is the score of the subgroups on disk
+    expected = score(subgroups["subgroups"], truth).as_dict()
+    got = {k: v for k, v in run["methods"][DEFAULT_METHOD].items() if k != "seconds"}
+    assert got == expected
+    # the default method finds the planted artefact (the benchmark's goal, seed 0)
+    assert got["found"] and got["p_at_10"] >= 0.8
+    text = doc.read_text()
+    assert text == (out / "BENCHMARK_DISCOVERY.md").read_text()
+    assert "seg4seg bench --quick" in text and "| artefact |" not in text
+    assert f"| {DEFAULT_METHOD} | 1/1 ·" in text
+
+
+def test_rerun_reuses_data_model_and_audit(quick_run, cli):
+    out, _ = quick_run
+    checkpoint = (
+        out / "scenarios" / "artefact" / "seed0" / "model" / "fold_0" / "checkpoint_final.pth"
+    )
+    before = checkpoint.stat().st_mtime_ns
+    result = cli("bench", "--quick", "--out", out)
+    assert result.code == 0, result.err
+    payload = json.loads((out / "bench.json").read_text())
+    assert payload["runs"][0]["train_seconds"] == 0
+    assert checkpoint.stat().st_mtime_ns == before
+    assert "found/valid seeds" in result.err
