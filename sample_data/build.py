@@ -9,14 +9,14 @@ What it writes (all under ``sample_data/``):
 
 ``Dataset990_Seg4SegSample/``
     nnU-Net v2 raw dataset: ``dataset.json``, 40 training cases (``imagesTr``/``labelsTr``) and
-    80 test cases (``imagesTs``/``labelsTs``). Images are 64x64 int16 ``.nii.gz`` with 0.8x0.8 mm
+    200 test cases (``imagesTs``/``labelsTs``). Images are 64x64 int16 ``.nii.gz`` with 0.8x0.8 mm
     pixels; labels are uint8 (0 background, 1 structure).
 ``planted_subgroup.json``
-    The 12 test cases that carry a failure mode never seen in training: a bright artefact right
+    The 30 test cases (15%) that carry a failure mode never seen in training: a bright artefact right
     next to (never overlapping) the structure, with the structure's intensity and texture. A model
     trained on the clean cases segments the artefact too, so Dice drops on these cases.
 ``metadata.csv``
-    ``case_id,site,scanner_model,age`` for the test cases. Ten of the twelve planted cases come
+    ``case_id,site,scanner_model,age`` for the test cases. 25 of the 30 planted cases come
     from site C (its scanner produces the artefact); the other cases are spread over sites A/B/C.
 ``model/Dataset990_Seg4SegSample/nnUNetTrainer__nnUNetPlans__2d/``
     A standard nnU-Net results folder (``plans.json``, ``dataset.json``,
@@ -61,14 +61,14 @@ PLANTED_JSON = HERE / "planted_subgroup.json"
 METADATA_CSV = HERE / "metadata.csv"
 
 N_TRAIN = 40
-N_TEST = 80
-N_PLANTED = 12
+N_TEST = 200
+N_PLANTED = 30
 
-# Sites and their scanners. The artefact comes from site C's scanner; two planted cases come from
+# Sites and their scanners. The artefact comes from site C's scanner; five planted cases come from
 # elsewhere so that site is a strong but imperfect description of the subgroup.
 SCANNERS = {"A": "Aurora 3T", "B": "Borealis 1.5T", "C": "Cygnus 1.5T"}
-PLANTED_SITES = ["C"] * 10 + ["A", "B"]
-NORMAL_SITES = ["A"] * 28 + ["B"] * 26 + ["C"] * 14
+PLANTED_SITES = ["C"] * 25 + ["A"] * 3 + ["B"] * 2
+NORMAL_SITES = ["A"] * 70 + ["B"] * 65 + ["C"] * 35
 
 
 def make_case(rng: np.random.Generator, with_artefact: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +121,7 @@ def generate_data() -> dict:
                 "description": (
                     "Test cases with a planted failure mode never seen in training: a bright "
                     "artefact adjacent to (not overlapping) the structure, with the structure's "
-                    "intensity and texture. 10 of the 12 come from site C. For tests only."
+                    "intensity and texture. 25 of the 30 come from site C. For tests only."
                 ),
                 "case_ids": planted,
             },

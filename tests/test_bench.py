@@ -109,30 +109,33 @@ def test_scenario_data_are_deterministic_and_ids_do_not_reveal_membership(tmp_pa
     assert not any("truth" in p.name for p in first.rglob("*"))
 
 
-def test_annotation_bias_dilates_the_training_labels_of_striped_cases_only(tmp_path):
+def test_annotation_bias_erodes_the_training_labels_of_striped_cases_only(tmp_path):
     dataset = sc.generate(sc.SCENARIOS["annotation"], 0, tmp_path)
     rng = np.random.default_rng(0)
     image, clean = make_case(rng, Look(stripes=True))
     rng = np.random.default_rng(0)
-    _, biased = make_case(rng, Look(stripes=True, dilate_label=4))
-    assert biased.sum() > clean.sum()
-    np.testing.assert_array_equal(biased, ndimage.binary_dilation(clean, sc_disk(4)))
+    _, biased = make_case(rng, Look(stripes=True, erode_label=3))
+    assert 0 < biased.sum() < clean.sum()
+    np.testing.assert_array_equal(biased, ndimage.binary_erosion(clean, sc_disk(3)))
 
-    def dilated_labels(split: str) -> int:
-        """Labels holding a 3-px rim of background intensity: annotated dilated."""
+    def eroded_labels(split: str) -> int:
+        """Labels with structure-bright pixels all around them: annotated inside the edge."""
         count = 0
         for label_path in sorted((dataset / f"labels{split}").iterdir()):
             name = label_path.name.replace(".nii.gz", "_0000.nii.gz")
             label = sitk.GetArrayFromImage(sitk.ReadImage(str(label_path))) > 0
             image = sitk.GetArrayFromImage(sitk.ReadImage(str(dataset / f"images{split}" / name)))
-            rim = label & ~ndimage.binary_erosion(label, sc_disk(3))
-            core = ndimage.binary_erosion(label, sc_disk(5))
-            if core.any() and image[rim].mean() < image[core].mean() - 80:
+            # pixels 2-3 px outside the label: structure if it was eroded, else background
+            ring = ndimage.binary_dilation(label, sc_disk(3)) & ~ndimage.binary_dilation(
+                label, sc_disk(1)
+            )
+            far = ~ndimage.binary_dilation(label, sc_disk(8))  # background
+            if image[ring].mean() > image[far].mean() + 80:
                 count += 1
         return count
 
-    assert dilated_labels("Tr") == round(0.3 * sc.N_TRAIN)
-    assert dilated_labels("Ts") == 0  # test references are clean
+    assert eroded_labels("Tr") == round(0.3 * sc.N_TRAIN)
+    assert eroded_labels("Ts") == 0  # test references are clean
 
 
 def sc_disk(radius: int) -> np.ndarray:
@@ -150,6 +153,9 @@ def test_method_specs_parse_overrides_and_reject_unknown_names():
     assert [s.label for s in specs][1] == "domino:quality_weight=1:n_pca_components=16"
     assert specs[1].params == {"quality_weight": 1, "n_pca_components": 16}
     assert [s.name for s in parse_methods("all")][0] == DEFAULT_METHOD
+    (spec,) = parse_methods("spotlight:min_weight=0.1:min_size=20")
+    assert spec.slicer_params() == {"min_weight": 0.1}
+    assert spec.discover_params() == {"min_size": 20}
     for bad in ("dominoo", "domino:quality_weight", "domino,domino", ""):
         with pytest.raises(UsageError):
             parse_methods(bad)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from importlib import metadata
 
+import pytest
 import torch
 from conftest import REPO
 
@@ -36,6 +37,16 @@ def test_predict_help_shows_an_example(cli):
     result = cli("predict", "--help")
     assert result.code == 0
     assert "Examples" in result.out and "seg4seg predict --model" in result.out
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["predict", "features", "discover", "audit", "report", "merge", "slurm-script", "bench"],
+)
+def test_every_command_has_help_with_examples(cli, command):
+    result = cli(command, "--help")
+    assert result.code == 0
+    assert "Examples" in result.out and f"seg4seg {command}" in result.out
 
 
 def test_unknown_option_is_a_usage_error(cli):

@@ -32,7 +32,7 @@ def _job_commands(script: str, marker: str) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def cluster_dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp("raw"), sample_test_case_ids()[::4])  # 20 cases
+    return make_dataset(tmp_path_factory.mktemp("raw"), sample_test_case_ids()[::10])  # 20 cases
 
 
 def test_printed_script_passes_bash_n(cli, cluster_dataset, tmp_path):

@@ -105,7 +105,7 @@ def test_sample_features_write_every_column(cli, sample_run):
     assert rows["case_id"] == sample_test_case_ids()
     assert rows["spacing_x"][0] == pytest.approx(0.8) and np.isnan(rows["spacing_z"][0])
     assert rows["shape_x"][0] == 64 and rows["shape_z"][0] == 1
-    assert rows["entropy_mean"] == [None] * 80  # no probabilities were saved
+    assert rows["entropy_mean"] == [None] * len(rows["case_id"])  # no probabilities were saved
     # the aggregate of one label is that label, and it matches a recomputation from the files
     assert rows["dice"] == rows["dice__structure"]
     for i in (0, 7, 33):

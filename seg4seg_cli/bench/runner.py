@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -35,16 +37,27 @@ from seg4seg_cli.slicers import METHODS, make_slicer
 DEFAULT_METHOD = "domino"
 METHOD_ORDER = ["domino", "spotlight", "planespot", "kmeans", "sliceline"]
 QUICK_SCENARIO = "artefact"
+DISCOVER_KEYS = ("min_size", "holdout", "n_slices")
 DATA_VERSION = 1  # bump when generation or training changes: cached data and models are redone
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method and hyperparameter overrides, written `name` or `name:key=value:key=value`."""
+    """A method and overrides, written `name` or `name:key=value:key=value`.
+
+    Keys of `seg4seg discover` itself (`min_size`, `holdout`, `n_slices`) set that option; any
+    other key is a hyperparameter of the method's class.
+    """
 
     label: str
     name: str
     params: dict = field(default_factory=dict)
+
+    def slicer_params(self) -> dict:
+        return {k: v for k, v in self.params.items() if k not in DISCOVER_KEYS}
+
+    def discover_params(self) -> dict:
+        return {k: v for k, v in self.params.items() if k in DISCOVER_KEYS}
 
 
 def parse_methods(text: str) -> list[MethodSpec]:
@@ -66,7 +79,7 @@ def parse_methods(text: str) -> list[MethodSpec]:
             except json.JSONDecodeError:
                 params[key] = value
         try:  # an unknown or ill-typed hyperparameter fails here, before hours of work
-            make_slicer(name, 5, 0, 10, params)
+            make_slicer(name, 5, 0, 10, {k: v for k, v in params.items() if k not in DISCOVER_KEYS})
         except (TypeError, ValueError) as exc:
             raise UsageError(f"--methods: {item!r}: {exc}") from None
         specs.append(MethodSpec(item.strip(), name, params))
@@ -144,8 +157,6 @@ def prepare(scenario: sc.Scenario, seed: int, folder: Path) -> tuple[Path, Path,
     if _read_json(folder / "scenario.json") != fingerprint or not (folder / "truth.json").exists():
         for stale in (folder / "audit", model):
             if stale.exists():
-                import shutil
-
                 shutil.rmtree(stale)
         sc.generate(scenario, seed, folder)
         atomic.write_json(folder / "scenario.json", fingerprint)
@@ -242,7 +253,8 @@ def run_bench(options: BenchOptions) -> dict:
                         out=audit,
                         method=spec.name,
                         seed=seed,
-                        params=spec.params or None,
+                        params=spec.slicer_params() or None,
+                        **spec.discover_params(),
                         output=folder / f"subgroups-{_file_label(spec.label)}.json",
                     )
                 )
@@ -282,8 +294,6 @@ def run_bench(options: BenchOptions) -> dict:
 
 
 def _machine() -> str:
-    import os
-
     import torch
 
     return (

@@ -10,8 +10,9 @@ Membership is written to `truth.json` next to the dataset, never inside it.
 3. acquisition  another acquisition: a low-field scanner (half the contrast, five times the
                 noise), absent from training
 4. annotation   in training, structures of one recognisable kind (striped texture, 30% of the
-                cases) were annotated dilated by 4 pixels; test references are clean, so the
-                model repeats the bias on striped ones
+                cases) were annotated 3 pixels inside their edge (eroded); test references are
+                clean, so the model repeats the bias on striped ones. (Dilating instead was
+                learnt by the 30-epoch model in only 2 of 3 seeds.)
 5. small        nothing planted: 15% of both training and test cases hold very small structures,
                 on which models are naturally worse (valid only if the model really shows it)
 6. null         no subgroup: training and test cases come from one distribution
@@ -81,8 +82,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "annotation",
             "annotation bias",
-            "striped structures (30% of training) were annotated dilated by 4 px; test references clean",
-            ((PLAIN, 0.7), (Look(stripes=True, dilate_label=4), 0.3)),
+            "striped structures (30% of training) were annotated 3 px inside their edge; test references clean",
+            ((PLAIN, 0.7), (Look(stripes=True, erode_label=3), 0.3)),
             Look(stripes=True),
             epochs=30,
         ),

@@ -36,6 +36,7 @@ class Look:
     contrast: tuple[float, float] = (140.0, 200.0)  # structure brightness above background
     axes: tuple[float, float] = (7.0, 13.0)  # range of the ellipse's semi-axes in pixels
     dilate_label: int = 0  # annotation bias: label dilated by this many pixels
+    erode_label: int = 0  # annotation bias: label eroded by this many pixels
     stripes: bool = False  # the structure's texture is striped (period 4 px) instead of smooth
     downsample: int = 1  # acquired at this many times coarser resolution (block means, upsampled)
 
@@ -119,6 +120,8 @@ def make_case(rng: np.random.Generator, look: Look = Look()) -> tuple[np.ndarray
     label = structure
     if look.dilate_label > 0:
         label = ndimage.binary_dilation(structure, _disk(look.dilate_label))
+    if look.erode_label > 0:
+        label = ndimage.binary_erosion(structure, _disk(look.erode_label))
     return np.round(image).astype(np.int16), label.astype(np.uint8)
 
 

@@ -64,7 +64,8 @@ class DominoSlicer:
     """Error-aware diagonal Gaussian mixture over embeddings and per-case error.
 
     Parameters: `n_slices` returned; `n_components` of the mixture (default 25, fewer when there
-    are few cases: at most one per `min_component_cases`); `n_pca_components` (128);
+    are few cases: at most one per `min_component_cases`); `n_pca_components` (128, fewer when there
+    are few cases: at most one dimension per `pca_cases_per_dim` cases);
     `quality_weight` γ, the weight of the error term in the likelihood; `min_slice_size`, the
     fewest cases a component must hold to be reported; `max_iter`, `tol` of EM;
     `reg_covar` added to every variance; `prediction_weight`, the weight of the prediction term
@@ -78,6 +79,7 @@ class DominoSlicer:
         n_pca_components: int = 128,
         quality_weight: float = 5.0,
         min_component_cases: int = 25,
+        pca_cases_per_dim: float = 6.0,
         min_components: int = 5,
         min_slice_size: int = 1,
         max_iter: int = 200,
@@ -91,6 +93,7 @@ class DominoSlicer:
         self.n_pca_components = n_pca_components
         self.quality_weight = quality_weight
         self.min_component_cases = min_component_cases
+        self.pca_cases_per_dim = pca_cases_per_dim
         self.min_components = min_components
         self.min_slice_size = min_slice_size
         self.max_iter = max_iter
@@ -106,7 +109,10 @@ class DominoSlicer:
         if embeddings is None:
             raise ValueError("DominoSlicer needs embeddings of shape (n_cases, n_dims)")
         n_cases = embeddings.shape[0]
-        self.reducer_ = EmbeddingReducer(self.n_pca_components, self.random_state).fit(embeddings)
+        # a diagonal Gaussian per component needs several cases per dimension: with 100 cases and
+        # 128 dimensions each component memorises its own cases and held-out cases scatter
+        dims = min(self.n_pca_components, max(2, int(n_cases // self.pca_cases_per_dim)))
+        self.reducer_ = EmbeddingReducer(dims, self.random_state).fit(embeddings)
         z = self.reducer_.transform(embeddings)
         error = errors_from_quality(quality)[:, None]
         raw = _prediction_summary(features, n_cases)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.cluster import KMeans
+from threadpoolctl import threadpool_limits
 
 from seg4seg_cli.slicers.base import EmbeddingReducer, check_inputs, errors_from_quality
 
@@ -38,7 +39,8 @@ class KMeansSlicer:
         self.reducer_ = EmbeddingReducer(self.n_pca_components, self.random_state).fit(embeddings)
         z = self.reducer_.transform(embeddings)
         k = int(min(self.n_clusters, max(2, embeddings.shape[0] // self.min_cluster_cases)))
-        self.kmeans_ = KMeans(n_clusters=k, n_init=10, random_state=self.random_state).fit(z)
+        with threadpool_limits(limits=1):  # small matrices: threads only add overhead
+            self.kmeans_ = KMeans(n_clusters=k, n_init=10, random_state=self.random_state).fit(z)
         error = errors_from_quality(quality)
         labels = self.kmeans_.labels_
         self.cluster_error_ = np.array([error[labels == c].mean() for c in range(k)])

@@ -13,6 +13,7 @@ import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
 
 from seg4seg_cli.slicers.base import (
     EmbeddingReducer,
@@ -62,17 +63,20 @@ class PlaneSpotSlicer:
             min(self.max_components, max(2, embeddings.shape[0] // self.min_component_cases))
         )
         best, best_bic = None, np.inf
-        for k in range(2, most + 1):
-            gmm = GaussianMixture(
-                k,
-                covariance_type="full",
-                init_params="k-means++",
-                n_init=2,
-                random_state=self.random_state,
-            ).fit(x)
-            bic = gmm.bic(x)
-            if bic < best_bic:
-                best, best_bic = gmm, bic
+        # 3-D points: one BLAS thread is fastest; with a thread per core EM on 100 cases took
+        # 14 s instead of 0.4 s on 2 busy cores (measured)
+        with threadpool_limits(limits=1):
+            for k in range(2, most + 1):
+                gmm = GaussianMixture(
+                    k,
+                    covariance_type="full",
+                    init_params="k-means++",
+                    n_init=2,
+                    random_state=self.random_state,
+                ).fit(x)
+                bic = gmm.bic(x)
+                if bic < best_bic:
+                    best, best_bic = gmm, bic
         self.mixture_ = best
         self.bic_ = best_bic
         labels = best.predict(x)
