@@ -152,7 +152,10 @@ def test_method_specs_parse_overrides_and_reject_unknown_names():
     specs = parse_methods("domino,domino:quality_weight=1:n_pca_components=16,sliceline")
     assert [s.label for s in specs][1] == "domino:quality_weight=1:n_pca_components=16"
     assert specs[1].params == {"quality_weight": 1, "n_pca_components": 16}
-    assert [s.name for s in parse_methods("all")][0] == DEFAULT_METHOD
+    names = [s.name for s in parse_methods("all")]
+    assert names == ["domino", "spotlight", "planespot", "kmeans", "sliceline", "all"]
+    assert names[0] == DEFAULT_METHOD
+    assert [s.label for s in parse_methods("all,domino")] == ["all", "domino"]
     (spec,) = parse_methods("spotlight:min_weight=0.1:min_size=20")
     assert spec.slicer_params() == {"min_weight": 0.1}
     assert spec.discover_params() == {"min_size": 20}
@@ -207,7 +210,8 @@ def test_quick_bench_trains_audits_and_scores_the_artefact_scenario(quick_run):
     assert got["found"] and got["p_at_10"] >= 0.8
     text = doc.read_text()
     assert text == (out / "BENCHMARK_DISCOVERY.md").read_text()
-    assert "seg4seg bench --quick" in text and "| artefact |" not in text
+    assert "seg4seg bench --quick" in text
+    assert "| method | artefact |\n" in text  # one scenario, one column
     assert f"| {DEFAULT_METHOD} | 1/1 ·" in text
 
 
