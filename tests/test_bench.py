@@ -227,3 +227,20 @@ def test_rerun_reuses_data_model_and_audit(quick_run, cli):
     assert payload["runs"][0]["train_seconds"] == 0
     assert checkpoint.stat().st_mtime_ns == before
     assert "found/valid seeds" in result.err
+
+
+def test_a_failed_training_is_one_clear_error_naming_its_log(tmp_path):
+    from seg4seg_cli import atomic
+    from seg4seg_cli.bench.runner import _fingerprint, prepare
+    from seg4seg_cli.errors import DataError
+
+    scenario, folder = sc.SCENARIOS["null"], tmp_path / "null" / "seed0"
+    dataset = sc.generate(scenario, 0, folder)
+    atomic.write_json(folder / "scenario.json", _fingerprint(scenario, 0))
+    (dataset / "labelsTr" / "train_000.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(DataError) as error:
+        prepare(scenario, 0, folder)
+    message = str(error.value)
+    assert "training the null model (seed 0) failed" in message and "\n" not in message
+    assert str(folder / "train.log") in message and (folder / "train.log").stat().st_size > 0
+    assert not (folder / "model").exists()  # nothing half-exported
