@@ -44,8 +44,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from seg4seg_cli.bench import synthetic, train
-from seg4seg_cli.bench.synthetic import FILE_ENDING, Look
+from seg4seg_cli.bench import train
+from seg4seg_cli.bench.synthetic import FILE_ENDING, Look, make_case, write_nifti
 
 # ----------------------------------------------------------------------------------------------
 # Constants
@@ -71,15 +71,6 @@ PLANTED_SITES = ["C"] * 25 + ["A"] * 3 + ["B"] * 2
 NORMAL_SITES = ["A"] * 70 + ["B"] * 65 + ["C"] * 35
 
 
-def make_case(rng: np.random.Generator, with_artefact: bool) -> tuple[np.ndarray, np.ndarray]:
-    """One 64x64 image (int16) and its label (uint8); see `seg4seg_cli.bench.synthetic`."""
-    return synthetic.make_case(rng, Look(artefact=with_artefact))
-
-
-def _write_nifti(array: np.ndarray, path: Path) -> None:
-    synthetic.write_nifti(array, path)
-
-
 def generate_data() -> dict:
     """Write the raw dataset, planted_subgroup.json and metadata.csv. Returns a small summary."""
     rng = np.random.default_rng(SEED)
@@ -102,18 +93,18 @@ def generate_data() -> dict:
     test_ids = [f"sample_{i:03d}" for i in range(N_TRAIN, N_TRAIN + N_TEST)]
 
     for case_id in train_ids:
-        image, label = make_case(rng, with_artefact=False)
-        _write_nifti(image, DATASET_DIR / "imagesTr" / f"{case_id}_0000{FILE_ENDING}")
-        _write_nifti(label, DATASET_DIR / "labelsTr" / f"{case_id}{FILE_ENDING}")
+        image, label = make_case(rng, Look())
+        write_nifti(image, DATASET_DIR / "imagesTr" / f"{case_id}_0000{FILE_ENDING}")
+        write_nifti(label, DATASET_DIR / "labelsTr" / f"{case_id}{FILE_ENDING}")
 
     # Shuffled assignment: planted cases are scattered over the test ids.
     order = rng.permutation(N_TEST)
     planted = sorted(test_ids[i] for i in order[:N_PLANTED])
     planted_set = set(planted)
     for case_id in test_ids:
-        image, label = make_case(rng, with_artefact=case_id in planted_set)
-        _write_nifti(image, DATASET_DIR / "imagesTs" / f"{case_id}_0000{FILE_ENDING}")
-        _write_nifti(label, DATASET_DIR / "labelsTs" / f"{case_id}{FILE_ENDING}")
+        image, label = make_case(rng, Look(artefact=case_id in planted_set))
+        write_nifti(image, DATASET_DIR / "imagesTs" / f"{case_id}_0000{FILE_ENDING}")
+        write_nifti(label, DATASET_DIR / "labelsTs" / f"{case_id}{FILE_ENDING}")
 
     PLANTED_JSON.write_text(
         json.dumps(
@@ -140,14 +131,6 @@ def generate_data() -> dict:
             writer.writerow([case_id, site, SCANNERS[site], int(rng.integers(25, 86))])
 
     return {"train": train_ids, "test": test_ids, "planted": planted}
-
-
-# ----------------------------------------------------------------------------------------------
-# Training (nnU-Net v2, in-process, CPU): the same tiny model and schedule as `seg4seg bench`
-# ----------------------------------------------------------------------------------------------
-def train_and_export() -> float:
-    """Train the tiny model and export a slim results folder; returns training seconds."""
-    return train.train_and_export(DATASET_DIR, MODEL_DIR, seed=SEED)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_training:
         return 0
 
-    seconds = train_and_export()
+    # in-process: the same tiny model and schedule as `seg4seg bench` (seg4seg_cli/bench/train.py)
+    seconds = train.train_and_export(DATASET_DIR, MODEL_DIR, seed=SEED)
     print(f"training: {seconds:.1f} s; model exported to {MODEL_DIR.relative_to(HERE.parent)}")
     result = evaluate()
     gap = result["normal_mean"] - result["planted_mean"]

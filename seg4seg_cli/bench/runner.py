@@ -32,10 +32,11 @@ from seg4seg_cli.discover import DiscoverOptions, run_discover
 from seg4seg_cli.errors import DataError, UsageError
 from seg4seg_cli.features import FeaturesOptions, run_features
 from seg4seg_cli.predict import PredictOptions, run_predict
+from seg4seg_cli.provenance import tool_versions
 from seg4seg_cli.slicers import METHODS, make_slicer
 
-DEFAULT_METHOD = "domino"
-METHOD_ORDER = ["domino", "spotlight", "planespot", "kmeans", "sliceline"]
+DEFAULT_METHOD = DiscoverOptions.method  # what `seg4seg discover` runs by default
+METHOD_ORDER = list(METHODS)
 QUICK_SCENARIO = "artefact"
 DISCOVER_KEYS = ("min_size", "holdout", "n_slices")
 DATA_VERSION = 1  # bump when generation or training changes: cached data and models are redone
@@ -87,11 +88,12 @@ def parse_methods(text: str) -> list[MethodSpec]:
                 params[key] = json.loads(value)
             except json.JSONDecodeError:
                 params[key] = value
+        spec = MethodSpec(item.strip(), name, params)
         try:  # an unknown or ill-typed hyperparameter fails here, before hours of work
-            make_slicer(name, 5, 0, 10, {k: v for k, v in params.items() if k not in DISCOVER_KEYS})
+            make_slicer(name, 5, 0, 10, spec.slicer_params())
         except (TypeError, ValueError) as exc:
             raise UsageError(f"--methods: {item!r}: {exc}") from None
-        specs.append(MethodSpec(item.strip(), name, params))
+        specs.append(spec)
     if not specs:
         raise UsageError("--methods: give at least one method")
     if len({s.label for s in specs}) != len(specs):
@@ -214,11 +216,12 @@ def validity(out: Path, truth: list[str]) -> dict:
     result = {"mean_dice": round(float(dice.mean()), 4)}
     if not truth:
         return {**result, "valid": True}
-    gap = float(dice[~inside].mean() - dice[inside].mean())
+    subgroup, rest = float(dice[inside].mean()), float(dice[~inside].mean())
+    gap = rest - subgroup
     return {
         **result,
-        "dice_subgroup": round(float(dice[inside].mean()), 4),
-        "dice_rest": round(float(dice[~inside].mean()), 4),
+        "dice_subgroup": round(subgroup, 4),
+        "dice_rest": round(rest, 4),
         "gap": round(gap, 4),
         "valid": gap >= sc.MIN_GAP,
     }
@@ -230,15 +233,16 @@ def _file_label(label: str) -> str:
 
 def run_bench(options: BenchOptions) -> dict:
     started = time.perf_counter()
+    methods, scenarios, n_seeds = options.methods, options.scenarios, options.seeds
     if options.quick:
-        options.scenarios, options.seeds = QUICK_SCENARIO, 1
-        if options.methods == "all":
-            options.methods = DEFAULT_METHOD
-    specs = parse_methods(options.methods)
-    chosen = parse_scenarios(options.scenarios)
-    if options.seeds < 1:
-        raise UsageError(f"--seeds must be at least 1, got {options.seeds}")
-    seeds = list(range(options.first_seed, options.first_seed + options.seeds))
+        scenarios, n_seeds = QUICK_SCENARIO, 1
+        if methods == "all":
+            methods = DEFAULT_METHOD
+    specs = parse_methods(methods)
+    chosen = parse_scenarios(scenarios)
+    if n_seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {n_seeds}")
+    seeds = list(range(options.first_seed, options.first_seed + n_seeds))
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -303,11 +307,10 @@ def run_bench(options: BenchOptions) -> dict:
 
 
 def _machine() -> str:
-    import torch
-
+    versions = tool_versions()
     return (
-        f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__} (CPU)"
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {versions['python']}, "
+        f"torch {versions['torch']} (CPU)"
     )
 
 
@@ -317,7 +320,7 @@ def _run_line(run: dict, scenario: sc.Scenario) -> str:
     else:
         head = (
             f"Dice subgroup {run['dice_subgroup']:.3f} vs rest {run['dice_rest']:.3f} "
-            f"(gap {run['gap']:.3f}{'' if run['valid'] else ', INVALID: below 0.15'})"
+            f"(gap {run['gap']:.3f}{'' if run['valid'] else f', INVALID: below {sc.MIN_GAP}'})"
         )
     parts = []
     for label, result in run["methods"].items():

@@ -116,14 +116,13 @@ class DominoSlicer:
         z = self.reducer_.transform(embeddings)
         error = errors_from_quality(quality)[:, None]
         raw = _prediction_summary(features, n_cases)
-        self.prediction_columns_ = [] if raw is None else list(PREDICTION_COLUMNS)
+        self.prediction_columns_, pred = [], None
         if raw is not None and self.prediction_weight > 0:
+            self.prediction_columns_ = list(PREDICTION_COLUMNS)
             self.prediction_mean_ = raw.mean(axis=0)
             scale = raw.std(axis=0)
             self.prediction_scale_ = np.where(scale > 1e-12, scale, 1.0)
-        else:
-            self.prediction_columns_ = []
-        pred = self._prediction(features, n_cases)
+            pred = (raw - self.prediction_mean_) / self.prediction_scale_
         k = int(
             min(self.n_components, max(self.min_components, n_cases // self.min_component_cases))
         )
@@ -157,7 +156,8 @@ class DominoSlicer:
 
         weight = resp.sum(axis=0)
         component_error = (resp * error).sum(axis=0) / np.maximum(weight, 1e-12)
-        # a slice is the set of cases whose most likely component (from embeddings alone) it is
+        # a slice is the set of cases whose most likely component it is, from the embeddings and
+        # the prediction summary (never the error)
         hard = np.bincount(self._embedding_posterior(z, pred).argmax(axis=1), minlength=k)
         occupied = np.flatnonzero(hard >= max(1, self.min_slice_size))
         order = occupied[np.argsort(-component_error[occupied], kind="stable")]
