@@ -9,6 +9,7 @@ import importlib
 
 # name -> (module, class, whether it needs embeddings)
 METHODS: dict[str, tuple[str, str, bool]] = {
+    "coherent": ("seg4seg_cli.slicers.coherent", "CoherentSlicer", False),
     "domino": ("seg4seg_cli.slicers.domino", "DominoSlicer", True),
     "spotlight": ("seg4seg_cli.slicers.spotlight", "SpotlightSlicer", True),
     "planespot": ("seg4seg_cli.slicers.planespot", "PlaneSpotSlicer", True),
@@ -29,6 +30,8 @@ def make_slicer(
     cls = getattr(importlib.import_module(module_name), class_name)
     extra = {}
     if name == "domino":
+        extra["min_slice_size"] = min_size
+    if name == "coherent":
         extra["min_slice_size"] = min_size
     if name == "sliceline":
         extra["min_support"] = min_size
