@@ -524,6 +524,9 @@ def _evaluate(
     return sizes, error_sums, max_errors
 
 
+SCORE_DECIMALS = 10
+
+
 class _TopK:
     """The k best slices so far, ordered by score, then fewer predicates, then indices."""
 
@@ -536,7 +539,10 @@ class _TopK:
     ) -> None:
         if len(slices) == 0:
             return
-        keys = tuple(slices[:, i] for i in reversed(range(slices.shape[1]))) + (-scores,)
+        # scores rounded: the same cases reached by other predicates differ in the last bits of
+        # their error sums, which must not beat the "fewer predicates" tie-break
+        rounded = np.round(scores, SCORE_DECIMALS)
+        keys = tuple(slices[:, i] for i in reversed(range(slices.shape[1]))) + (-rounded,)
         for i in np.lexsort(keys)[: self._k]:
             self._found.append(
                 _Found(
@@ -546,7 +552,9 @@ class _TopK:
                     float(error_sums[i]),
                 )
             )
-        self._found.sort(key=lambda f: (-f.score, len(f.predicates), f.predicates))
+        self._found.sort(
+            key=lambda f: (-round(f.score, SCORE_DECIMALS), len(f.predicates), f.predicates)
+        )
         del self._found[self._k :]
 
     def floor(self) -> float:
