@@ -33,12 +33,12 @@ class AuditOptions:
     out: Path = Path("seg4seg_out")
     predictions: Path | None = None
     metadata: Path | None = None
-    method: str = "domino"
+    method: str = "coherent"
     metric: str = "dice"
     n_slices: int = 5
     min_size: int | None = None
     seed: int = 0
-    holdout: float = 0.5
+    crossfit_folds: int = 5
     folds: list[str] | None = None
     checkpoint: str = "checkpoint_final.pth"
     device: str = "auto"
@@ -109,7 +109,7 @@ def run_audit(options: AuditOptions) -> AuditResult:
     payload = run_discover(
         DiscoverOptions(
             out=out, method=options.method, metric=options.metric, n_slices=options.n_slices,
-            min_size=options.min_size, seed=options.seed, holdout=options.holdout,
+            min_size=options.min_size, seed=options.seed, folds=options.crossfit_folds,
         )
     )  # fmt: skip
     verdict = evaluate_gate(payload, options.rules)

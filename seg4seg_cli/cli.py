@@ -20,6 +20,7 @@ from rich.markup import escape as rich_escape
 from seg4seg_cli import console
 from seg4seg_cli.errors import Seg4SegError, UsageError
 from seg4seg_cli.provenance import set_command_line
+from seg4seg_cli.subgroup_table import render_subgroups
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -72,6 +73,7 @@ class DeviceChoice(str, Enum):
 
 
 class Method(str, Enum):
+    coherent = "coherent"
     domino = "domino"
     spotlight = "spotlight"
     planespot = "planespot"
@@ -143,12 +145,28 @@ def _seed(seed: int | None) -> int:
     return _global_seed if seed is None else seed
 
 
-HoldoutOption = Annotated[
-    float,
+CrossfitOption = Annotated[
+    int,
     typer.Option(
-        "--holdout", help="Fraction of cases held out of discovery to test the subgroups on."
+        "--crossfit-folds",
+        help="Cross-fitting folds: each case is tested once, by slices found on the other folds.",
     ),
 ]
+HoldoutOption = Annotated[
+    float | None,
+    typer.Option("--holdout", hidden=True, help="Deprecated: replaced by --crossfit-folds."),
+]
+
+
+def _crossfit_folds(folds: int, holdout: float | None) -> int:
+    if holdout is not None:
+        console.warn(
+            "--holdout is deprecated and ignored: every case is now used, by cross-fitting "
+            f"(--crossfit-folds, {folds} folds)"
+        )
+    return folds
+
+
 ProgressOption = Annotated[
     ProgressMode,
     typer.Option(
@@ -387,21 +405,23 @@ def features(
 @app.command(
     epilog=(
         "Examples:\n\n"
-        "  seg4seg discover audit_X                       (Domino on Dice, 5 slices)\n\n"
+        "  seg4seg discover audit_X                       (the default, coherent, on Dice)\n\n"
         "  seg4seg discover audit_X --method all --metric hd95_mm --seed 1\n\n"
-        "  seg4seg discover audit_X --method sliceline --min-size 20"
+        "  seg4seg discover audit_X --method sliceline --min-size 20\n\n"
+        "  seg4seg discover audit_X --crossfit-folds 10   (more fits, each on 90% of the cases)"
     )
 )
 def discover(
     out: Annotated[
         Path, typer.Argument(help="Out folder holding cases.parquet (and embeddings.parquet).")
     ],
-    method: MethodOption = Method.domino,
+    method: MethodOption = Method.coherent,
     metric: MetricOption = "dice",
     n_slices: NSlicesOption = 5,
     min_size: MinSizeOption = None,
     seed: SeedOption = None,
-    holdout: HoldoutOption = 0.5,
+    crossfit_folds: CrossfitOption = 5,
+    holdout: HoldoutOption = None,
     output_format: Annotated[
         str, typer.Option("--format", help="table (stderr) or json (subgroups.json on stdout).")
     ] = "table",
@@ -411,8 +431,9 @@ def discover(
 ) -> None:
     """Find subgroups of cases where the model fails systematically; write subgroups.json.
 
-    Slices are found on a random part of the cases and tested on the rest (--holdout), so the
-    p-values are honest.
+    Cross-fitted: slices are found on all cases and, per fold, on the other folds; each case is
+    tested once by the matching slice of the fit that did not see it, so every case is used and
+    the p-values are honest. Each subgroup's stability is the share of fold fits it reappears in.
     """
     _apply_verbosity(quiet, verbose, progress)
     if output_format not in ("table", "json"):
@@ -427,13 +448,13 @@ def discover(
             n_slices=n_slices,
             min_size=min_size,
             seed=_seed(seed),
-            holdout=holdout,
+            folds=_crossfit_folds(crossfit_folds, holdout),
         )
     )
     if output_format == "json":
         typer.echo(json.dumps(payload, indent=2))
     else:
-        _render_subgroups(payload)
+        render_subgroups(payload)
 
 
 class OutputFormat(str, Enum):
@@ -505,12 +526,13 @@ def audit(
         ),
     ] = None,
     metadata: MetadataOption = None,
-    method: MethodOption = Method.domino,
+    method: MethodOption = Method.coherent,
     metric: MetricOption = "dice",
     n_slices: NSlicesOption = 5,
     min_size: MinSizeOption = None,
     seed: SeedOption = None,
-    holdout: HoldoutOption = 0.5,
+    crossfit_folds: CrossfitOption = 5,
+    holdout: HoldoutOption = None,
     folds: FoldsOption = None,
     checkpoint: CheckpointOption = "checkpoint_final.pth",
     device: DeviceOption = DeviceChoice.auto,
@@ -548,7 +570,7 @@ def audit(
         AuditOptions(
             data=data, model=model, out=out, predictions=predictions, metadata=metadata,
             method=method.value, metric=metric, n_slices=n_slices, min_size=min_size, seed=_seed(seed),
-            holdout=holdout, folds=_parse_folds(folds), checkpoint=checkpoint, device=device.value,
+            crossfit_folds=_crossfit_folds(crossfit_folds, holdout), folds=_parse_folds(folds), checkpoint=checkpoint, device=device.value,
             step_size=step_size, disable_tta=disable_tta, workers=workers,
             rules=GateRules(fail_gap=fail_gap, fail_below=fail_below, alpha=alpha), html=html, junit=junit,
             markdown=out / "report.md" if output_format == OutputFormat.markdown else None,
@@ -675,7 +697,7 @@ def slurm_script(
         int, typer.Option("--num-parts", help="Array tasks, one part of the cases each.")
     ] = 4,
     metadata: MetadataOption = None,
-    method: MethodOption = Method.domino,
+    method: MethodOption = Method.coherent,
     metric: MetricOption = "dice",
     seed: SeedOption = None,
     cpus_per_task: Annotated[
@@ -712,9 +734,9 @@ def slurm_script(
     epilog=(
         "Examples:\n\n"
         "  seg4seg bench --quick                                   (one scenario, the default method, one seed: a few minutes)\n\n"
-        "  seg4seg bench --methods all --scenarios all --seeds 3   (the full table, under 30 min on 2 CPU cores)\n\n"
-        "  seg4seg bench --scenarios artefact,null --methods domino,domino:quality_weight=1\n\n"
-        "Scenarios: artefact, appearance, acquisition, annotation, small, null (see docs/bench.md)."
+        "  seg4seg bench --methods all --scenarios all --seeds 5   (the full table, under 60 min on 2 CPU cores)\n\n"
+        "  seg4seg bench --scenarios artefact,null --methods coherent,coherent:fail_share=0.2\n\n"
+        "Scenarios: artefact, appearance, acquisition, annotation, small, brain, few, null (see docs/bench.md)."
     ),
 )
 def bench(
@@ -734,6 +756,12 @@ def bench(
     seeds: Annotated[
         int, typer.Option("--seeds", help="Seeds per scenario (data, model and discovery).")
     ] = 3,
+    size: Annotated[
+        int,
+        typer.Option(
+            "--size", help="Test cases per scenario (scenarios with a size of their own keep it)."
+        ),
+    ] = 120,
     quick: Annotated[
         bool,
         typer.Option(
@@ -766,7 +794,7 @@ def bench(
     payload = run_bench(
         BenchOptions(
             out=out, methods=methods, scenarios=scenarios, seeds=seeds, first_seed=_seed(seed),
-            quick=quick, doc=doc, command=command,
+            size=size, quick=quick, doc=doc, command=command,
         )
     )  # fmt: skip
     print_table(payload, parse_scenarios(",".join(payload["scenarios"])))
@@ -785,50 +813,9 @@ def _render_result(payload: dict, verdict, output_format: str) -> None:
 
         typer.echo(render_markdown(payload, verdict.as_dict()), nl=False)
     elif not console.settings.quiet:
-        _render_subgroups(payload)
+        render_subgroups(payload)
     style = "bold green" if verdict.passed else "bold red"
     console.console.print(f"[{style}]{rich_escape(verdict.line)}[/{style}]")
-
-
-def _render_subgroups(payload: dict) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    overall = payload["overall"]
-    console.console.print(
-        f"{payload['metric']}: mean {overall['mean']:.3f}, median {overall['median']:.3f} over "
-        f"{payload['n_cases']} cases; {len(payload['subgroups'])} subgroup(s) by {payload['method']}",
-        markup=False,
-    )
-    if not payload["subgroups"] or console.settings.quiet:
-        return
-    narrow = console.console.width < 120
-    table = Table(show_lines=False)
-    for column in ("rank", "id", "size", "inside", "rest", "gap [95% CI]", "p adj"):
-        # numbers never wrap mid-token; on a narrow terminal the CI goes to its own line
-        table.add_column(column, no_wrap=True, overflow="ellipsis")
-    if not narrow:
-        table.add_column("description", overflow="fold", ratio=1)
-    for group in payload["subgroups"]:
-        ci = group["gap_ci95"]
-        gap = f"{group['gap']:.3f}" + (
-            ("\n" if narrow else " ") + f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-        )
-        table.add_row(
-            str(group["rank"]),
-            Text(console.printable(group["id"])),  # untrusted text: never rich markup
-            str(group["size"]),
-            f"{group['metric_mean']:.3f}",
-            f"{group['metric_mean_rest']:.3f}",
-            gap,
-            f"{group['p_adjusted']:.2g}",
-            *([] if narrow else [Text(console.printable(group["description"]))]),
-        )
-    console.console.print(table)
-    if narrow:  # a terminal too narrow for a description column: one line each below
-        for group in payload["subgroups"]:
-            text = f"  {group['rank']} {group['id']}: {group['description']}"
-            console.console.print(console.printable(text), markup=False, highlight=False)
 
 
 def _some(items: list[str], limit: int = 10) -> str:

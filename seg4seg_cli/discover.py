@@ -1,10 +1,10 @@
 """`seg4seg discover`: find failure subgroups in an out folder and write `subgroups.json`.
 
-Honest statistics by sample splitting: the cases are split at random (seeded) into a discovery
-half and a test half. Methods see the quality of the discovery half only; their slices are then
-applied to every case from embeddings and features alone, and every statistic (means, gap, CI,
-effect size, p-value) is computed on the test half, where the slice was not chosen by looking at
-the quality. So p-values are valid, and on data without a real failure subgroup they are uniform.
+Honest statistics by cross-fitting (`crossfit.py`): the method is fitted on all cases, which gives
+the subgroups reported, and once per fold on the other folds; each case is tested once, as a
+member or not of the matching slice of the fit that did not see its quality. Every statistic
+(means, gap, CI, effect size, p-value) compares the tested members with the other cases, so all
+cases are used and p-values stay valid: on data without a real failure subgroup they are uniform.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from seg4seg_cli import atomic, console
+from seg4seg_cli.crossfit import Candidate, cross_fit, fold_of_each_case
 from seg4seg_cli.embeddings_store import read_embeddings
 from seg4seg_cli.errors import DataError, UsageError
 from seg4seg_cli.metrics import METRIC_NAMES
@@ -46,12 +47,12 @@ class DiscoverOptions:
     """What `seg4seg discover` was asked to do (flags of the same names)."""
 
     out: Path
-    method: str = "domino"
+    method: str = "coherent"
     metric: str = "dice"
     n_slices: int = 5
     min_size: int | None = None
     seed: int = 0
-    holdout: float = 0.5
+    folds: int = 5  # cross-fitting folds
     # hyperparameter overrides of the method (one method only), and where to write the result
     params: dict | None = None
     output: Path | None = None  # default OUT/subgroups.json
@@ -116,10 +117,7 @@ def candidate_features(cases: pd.DataFrame) -> pd.DataFrame:
     return cases[keep]
 
 
-def run_discover(options: DiscoverOptions) -> dict:
-    """Run the method(s) on `options.out`, write subgroups.json and return its content."""
-    started, start_iso = time.perf_counter(), now_iso()
-    out = Path(options.out)
+def _validate(options: DiscoverOptions) -> list[str]:
     methods = sorted(METHODS) if options.method == "all" else [options.method]
     for method in methods:
         if method not in METHODS:
@@ -128,144 +126,158 @@ def run_discover(options: DiscoverOptions) -> dict:
             )
     if options.params and len(methods) > 1:
         raise UsageError("hyperparameter overrides apply to one method, not to --method all")
-    if not 0 < options.holdout < 1:
-        raise UsageError(f"--holdout must be between 0 and 1, got {options.holdout}")
+    if options.folds < 2:
+        raise UsageError(f"--folds must be at least 2, got {options.folds}")
     if options.n_slices < 1:
         raise UsageError(f"--n-slices must be at least 1, got {options.n_slices}")
+    return methods
 
+
+def _usable_cases(
+    out: Path, metric: str
+) -> tuple[pd.DataFrame, np.ndarray | None, str | None, np.ndarray]:
+    """cases.parquet rows with a finite `metric`, their embeddings, and the metric values."""
     cases, embeddings, embedding_source = load_out_folder(out)
-    if options.metric not in cases.columns:
+    if metric not in cases.columns:
         metrics = [c for c in cases.columns if c.split("__", 1)[0] in METRIC_NAMES]
         raise UsageError(
-            f"--metric {options.metric!r} is not a column of cases.parquet (choose from {', '.join(metrics)})"
+            f"--metric {metric!r} is not a column of cases.parquet (choose from {', '.join(metrics)})"
         )
-    values = cases[options.metric].to_numpy(dtype=np.float64, na_value=np.nan)
+    values = cases[metric].to_numpy(dtype=np.float64, na_value=np.nan)
     usable = np.isfinite(values)
     if not usable.all():
-        console.warn(
-            f"{int((~usable).sum())} case(s) have no {options.metric} value and are left out"
-        )
+        console.warn(f"{int((~usable).sum())} case(s) have no {metric} value and are left out")
         cases, values = cases[usable].reset_index(drop=True), values[usable]
         embeddings = embeddings[usable] if embeddings is not None else None
+    return cases, embeddings, embedding_source, values
+
+
+def _find_candidates(
+    options: DiscoverOptions,
+    methods: list[str],
+    cases: pd.DataFrame,
+    embeddings: np.ndarray | None,
+    quality: np.ndarray,
+    min_size: int,
+    folds: np.ndarray,
+) -> list[Candidate]:
+    features = candidate_features(cases)
+    n_cases = len(cases)
+    tie_break = cases["case_id"].to_numpy()
+    candidates = []
+    for method in methods:
+        if METHODS[method][2] and embeddings is None:
+            raise DataError(
+                f"{options.out}/embeddings.parquet does not exist; method {method} needs embeddings "
+                "(run seg4seg predict, or features, which writes image descriptors when there is no model)"
+            )
+
+        def make(n_fit: int, method: str = method):
+            fit_min_size = max(2, math.ceil(min_size * n_fit / n_cases))
+            return make_slicer(method, options.n_slices, options.seed, fit_min_size, options.params)
+
+        candidates += cross_fit(
+            method, make, embeddings, quality, features, folds, min_size, tie_break
+        )
+    return candidates
+
+
+def _failing(candidates: list[Candidate], values: np.ndarray, better: bool) -> list[Candidate]:
+    """Slices worse than the rest on the cases they were found on: the failure modes."""
+    sign = 1 if better else -1
+    kept = []
+    for candidate in candidates:
+        mask = candidate.mask
+        if sign * (values[~mask].mean() - values[mask].mean()) > 0:
+            kept.append(candidate)
+    return kept
+
+
+def _rank(
+    candidates: list[Candidate], values: np.ndarray, better: bool, seed: int
+) -> list[tuple[Candidate, list[Candidate], object, float]]:
+    """Tested statistics of each candidate, near-duplicates merged, ranked by gap, BH-adjusted."""
+    rng = np.random.default_rng([seed, 1])
+    stats = [gap_statistics(values[c.tested], values[~c.tested], better, rng) for c in candidates]
+    clusters = merge_near_duplicates([set(c.order) for c in candidates], [s.gap for s in stats])
+    kept = [(cluster[0], cluster[1:]) for cluster in clusters]
+    kept.sort(
+        key=lambda item: (
+            -stats[item[0]].gap,
+            -len(candidates[item[0]].order),
+            candidates[item[0]].method,
+            candidates[item[0]].slice,
+        )
+    )
+    adjusted = benjamini_hochberg([stats[i].p_value for i, _ in kept])
+    return [
+        (candidates[i], [candidates[m] for m in merged], stats[i], p)
+        for (i, merged), p in zip(kept, adjusted, strict=True)
+    ]
+
+
+def _subgroup_entry(
+    rank: int,
+    candidate: Candidate,
+    merged: list[Candidate],
+    stats,
+    p_adjusted: float,
+    cases: pd.DataFrame,
+    metric: str,
+    better: bool,
+) -> dict:
+    description, top = describe(cases, candidate.mask, metric, better)
+    if candidate.rule:
+        description = f"{candidate.rule}; {description}"
+    n_cases = len(cases)
+    return {
+        "rank": rank,
+        "id": f"{candidate.method}-{candidate.slice}",
+        "method": candidate.method,
+        "size": len(candidate.order),
+        "fraction": _rounded(len(candidate.order) / n_cases),
+        "case_ids": [cases["case_id"].iloc[i] for i in candidate.order],
+        "metric_mean": _rounded(stats.metric_mean),
+        "metric_mean_rest": _rounded(stats.metric_mean_rest),
+        "gap": _rounded(stats.gap),
+        "gap_ci95": [_rounded(v) for v in stats.gap_ci95] if stats.gap_ci95 else None,
+        "effect_size": _rounded(stats.effect_size),
+        "p_value": _rounded(stats.p_value),
+        "p_adjusted": _rounded(p_adjusted),
+        "stability": _rounded(candidate.stability),
+        "n_test": stats.n_in,
+        "n_test_rest": stats.n_rest,
+        "description": description,
+        "rule": candidate.rule or None,
+        "merged": [f"{m.method}-{m.slice}" for m in merged],
+        "top_features": [
+            {k: (_rounded(v) if isinstance(v, float) else v) for k, v in feature.items()}
+            for feature in top
+        ],
+    }
+
+
+def run_discover(options: DiscoverOptions) -> dict:
+    """Run the method(s) on `options.out`, write subgroups.json and return its content."""
+    started, start_iso = time.perf_counter(), now_iso()
+    out = Path(options.out)
+    methods = _validate(options)
+    cases, embeddings, embedding_source, values = _usable_cases(out, options.metric)
     n_cases = len(cases)
     min_size = options.min_size if options.min_size is not None else default_min_size(n_cases)
     if n_cases < 2 * min_size:
         raise DataError(
             f"{n_cases} cases are too few to find subgroups of at least {min_size} cases (--min-size)"
         )
-    quality = quality_of(values, options.metric)
     better = higher_is_better(options.metric)
-    features = candidate_features(cases)
-
-    rng = np.random.default_rng(options.seed)
-    permutation = rng.permutation(n_cases)
-    n_fit = int(round(n_cases * (1 - options.holdout)))
-    fit_index, test_mask = np.sort(permutation[:n_fit]), np.zeros(n_cases, bool)
-    test_mask[permutation[n_fit:]] = True
-
-    candidates = []
-    for method in methods:
-        needs_embeddings = METHODS[method][2]
-        if needs_embeddings and embeddings is None:
-            raise DataError(
-                f"{out}/embeddings.parquet does not exist; method {method} needs embeddings "
-                "(run seg4seg predict, or features, which writes image descriptors when there is no model)"
-            )
-        fit_min_size = max(2, math.ceil(min_size * n_fit / n_cases))
-        slicer = make_slicer(method, options.n_slices, options.seed, fit_min_size, options.params)
-        slicer.fit(
-            embeddings[fit_index] if embeddings is not None else None,
-            quality[fit_index],
-            features.iloc[fit_index].reset_index(drop=True),
-        )
-        strengths = slicer.transform(embeddings, features)
-        for j in range(strengths.shape[1]):
-            members = np.flatnonzero(strengths[:, j] > 0)
-            if members.size < min_size:
-                continue
-            # strongest first; ties by case id
-            order = sorted(members, key=lambda i: (-strengths[i, j], cases["case_id"].iloc[i]))
-            candidates.append(
-                {
-                    "method": method,
-                    "slice": j,
-                    "order": order,
-                    "rule": slicer.descriptions_[j] if j < len(slicer.descriptions_) else "",
-                }
-            )
-
-    stats_rng = np.random.default_rng([options.seed, 1])
-    fit_mask = ~test_mask
-    failing = []
-    for candidate in candidates:
-        member_mask = np.zeros(n_cases, bool)
-        member_mask[candidate["order"]] = True
-        candidate["mask"] = member_mask
-        inside, rest = values[member_mask & fit_mask], values[~member_mask & fit_mask]
-        # a slice the method found no worse than the rest on its own cases is not a failure mode
-        if (
-            inside.size == 0
-            or rest.size == 0
-            or (1 if better else -1) * (rest.mean() - inside.mean()) <= 0
-        ):
-            continue
-        failing.append(candidate)
-    candidates = failing
-    for candidate in candidates:
-        member_mask = candidate["mask"]
-        candidate["stats"] = gap_statistics(
-            values[member_mask & test_mask], values[~member_mask & test_mask], better, stats_rng
-        )
-
-    clusters = merge_near_duplicates(
-        [set(c["order"]) for c in candidates], [c["stats"].gap for c in candidates]
-    )
-    kept = [(candidates[cluster[0]], [candidates[i] for i in cluster[1:]]) for cluster in clusters]
-    kept.sort(
-        key=lambda item: (
-            -item[0]["stats"].gap,
-            -len(item[0]["order"]),
-            item[0]["method"],
-            item[0]["slice"],
-        )
-    )
-    adjusted = benjamini_hochberg([c["stats"].p_value for c, _ in kept])
-
-    subgroups = []
-    for rank, ((candidate, merged), p_adjusted) in enumerate(
-        zip(kept, adjusted, strict=True), start=1
-    ):
-        stats = candidate["stats"]
-        description, top = describe(cases, candidate["mask"], options.metric, better)
-        if candidate["rule"]:
-            description = f"{candidate['rule']}; {description}"
-        subgroups.append(
-            {
-                "rank": rank,
-                "id": f"{candidate['method']}-{candidate['slice']}",
-                "method": candidate["method"],
-                "size": len(candidate["order"]),
-                "fraction": _rounded(len(candidate["order"]) / n_cases),
-                "case_ids": [cases["case_id"].iloc[i] for i in candidate["order"]],
-                "metric_mean": _rounded(stats.metric_mean),
-                "metric_mean_rest": _rounded(stats.metric_mean_rest),
-                "gap": _rounded(stats.gap),
-                "gap_ci95": [_rounded(v) for v in stats.gap_ci95] if stats.gap_ci95 else None,
-                "effect_size": _rounded(stats.effect_size),
-                "p_value": _rounded(stats.p_value),
-                "p_adjusted": _rounded(p_adjusted),
-                "n_test": stats.n_in,
-                "n_test_rest": stats.n_rest,
-                "description": description,
-                "rule": candidate["rule"] or None,
-                "merged": [f"{m['method']}-{m['slice']}" for m in merged],
-                "top_features": [
-                    {k: (_rounded(v) if isinstance(v, float) else v) for k, v in feature.items()}
-                    for feature in top
-                ],
-            }
-        )
-
+    folds = fold_of_each_case(n_cases, min(options.folds, n_cases), options.seed)
+    quality = quality_of(values, options.metric)
+    candidates = _find_candidates(options, methods, cases, embeddings, quality, min_size, folds)
+    ranked = _rank(_failing(candidates, values, better), values, better, options.seed)
+    subgroups = [
+        _subgroup_entry(rank, *item, cases, options.metric, better)
+        for rank, item in enumerate(ranked, start=1)
+    ]
     payload = {
         "schema_version": SCHEMA_VERSION,
         "method": options.method,
@@ -275,17 +287,19 @@ def run_discover(options: DiscoverOptions) -> dict:
         "seed": options.seed,
         "n_cases": n_cases,
         "min_size": min_size,
-        "holdout": options.holdout,
-        "n_test": int(test_mask.sum()),
+        "folds": int(folds.max()) + 1,
+        "n_test": n_cases,
         "embedding_source": embedding_source,
         "overall": {
             "mean": _rounded(float(values.mean())),
             "median": _rounded(float(np.median(values))),
         },
         "statistics": (
-            "means, gap, CI, effect size and p-values are computed on the held-out test cases only "
-            "(honest: the slices were found on the other cases); p_adjusted is Benjamini-Hochberg "
-            "across all subgroups reported"
+            "cross-fitted: each case is tested once, as a member or not of the matching slice of "
+            "the fit made without its fold; means, gap, CI, effect size and p-values compare the "
+            "tested members with the other cases; p_adjusted is Benjamini-Hochberg across all "
+            "subgroups reported; stability is the share of fold fits in which the subgroup "
+            "reappears with Jaccard >= 0.5"
         ),
         "subgroups": subgroups,
     }
@@ -301,7 +315,7 @@ def run_discover(options: DiscoverOptions) -> dict:
                 "n_slices": options.n_slices,
                 "min_size": min_size,
                 "seed": options.seed,
-                "holdout": options.holdout,
+                "folds": payload["folds"],
                 "params": options.params or {},
             },
             "started_at": start_iso,

@@ -16,10 +16,8 @@ paths) is HTML-escaped.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,18 +35,27 @@ from seg4seg_cli.cases import find_cases
 from seg4seg_cli.discover import higher_is_better, quality_of
 from seg4seg_cli.embeddings_store import read_embeddings
 from seg4seg_cli.errors import DataError, Seg4SegError
+from seg4seg_cli.report_overview import MAX_SUBGROUP_CARDS, overview_table_html
+from seg4seg_cli.report_text import (
+    RANK_COLORS,
+    _e,
+    _short,
+    fmt_number,
+    fmt_p,
+    fmt_percent,
+    metric_label,
+    rank_color,
+)
 
 REPORT_NAME = "report.html"
 DPI = 100
 # caps that keep the page a few MB at most, whatever the size of the run
-MAX_SUBGROUP_CARDS = 20
 MAX_MAP_POINTS = 5000
 MAX_STRIP_POINTS = 1500
 MAX_LABEL_CONTOURS = 8
 TILE_PANEL_PX = 176
 TILE_GAP_PX = 4
 MAX_META_COLUMNS = 3
-MAX_TEXT = 80
 N_WORST_OVERALL = 10
 
 REF_COLOR = "#22c55e"
@@ -57,18 +64,6 @@ FN_COLOR = "#3b82f6"
 FP_COLOR = "#f97316"
 REST_COLOR = "#b8bec8"
 INK = "#1f2937"
-# one colour per subgroup rank (tab10 without its grey)
-RANK_COLORS = [
-    "#d62728",
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#bcbd22",
-    "#17becf",
-]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,48 +181,6 @@ def _locate_case_files(out: Path) -> tuple[dict[str, tuple[Path, Path | None, Pa
 # formatting
 
 
-def _e(value: object) -> str:
-    """Escaped text, for data that may hold markup."""
-    return html.escape(str(value), quote=True)
-
-
-def _short(value: object, limit: int = MAX_TEXT) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def fmt_number(value: object, digits: int = 3) -> str:
-    """A number for people: 3 significant digits, scientific when tiny, '–' when missing."""
-    if value is None or isinstance(value, bool):
-        return "–" if value is None else str(value)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return _short(value)
-    if not math.isfinite(number):
-        return "–"
-    if number != 0 and abs(number) < 10 ** -(digits - 1):
-        return f"{number:.{digits - 1}e}"
-    if abs(number) >= 10**digits:
-        return f"{number:,.0f}"
-    return f"{number:.{digits}g}"
-
-
-def fmt_p(value: object) -> str:
-    if value is None:
-        return "–"
-    number = float(value)
-    return f"{number:.2e}" if number < 1e-3 else f"{number:.3f}"
-
-
-def fmt_percent(value: object) -> str:
-    return "–" if value is None else f"{100 * float(value):.1f}%"
-
-
-def metric_label(metric: str, better_high: bool) -> str:
-    return f"{metric} ({'higher' if better_high else 'lower'} is better)"
-
-
 # ---------------------------------------------------------------------------------------------
 # figures
 
@@ -264,10 +217,6 @@ def figure_to_data_uri(figure: Figure) -> str:
 
 def _img(uri: str, alt: str) -> str:
     return f'<img src="{uri}" alt="{_e(alt)}">'
-
-
-def rank_color(rank: int) -> str:
-    return RANK_COLORS[(rank - 1) % len(RANK_COLORS)]
 
 
 def histogram_figure(values: np.ndarray, metric: str, overall: dict) -> str:
@@ -661,7 +610,8 @@ def summary_html(data: ReportData) -> str:
     payload, overall = data.payload, data.payload.get("overall") or {}
     items = [
         ("cases", fmt_number(payload.get("n_cases", len(data.cases)))),
-        ("held-out cases", fmt_number(payload.get("n_test"))),
+        ("tested cases", fmt_number(payload.get("n_test"))),
+        ("cross-fitting folds", fmt_number(payload.get("folds"))),
         ("metric", data.metric),
         (f"mean {data.metric}", fmt_number(overall.get("mean"))),
         (f"median {data.metric}", fmt_number(overall.get("median"))),
@@ -690,49 +640,6 @@ def embedding_map_html(data: ReportData) -> str:
         else '<p class="note">No embedding map: embeddings.parquet is missing or too small.</p>'
     )
     return f'<section class="card"><h2>Embedding map</h2>{map_part}</section>'
-
-
-def overview_table_html(data: ReportData) -> str:
-    if not data.subgroups:
-        return (
-            '<section class="card"><h2>Subgroups</h2><p>No failure subgroup was found: no slice '
-            "is worse than the rest on its own cases.</p></section>"
-        )
-    rows = []
-    for group in data.subgroups:
-        rank = int(group.get("rank", 0))
-        rows.append(
-            f'<tr><td><span class="rank" style="background:{rank_color(rank)}">{rank}</span></td>'
-            f'<td class="gid">{_e(group.get("id", ""))}</td>'
-            f'<td class="n">{_e(group.get("size", ""))}</td>'
-            f'<td class="n">{fmt_percent(group.get("fraction"))}</td>'
-            f'<td class="n">{fmt_number(group.get("metric_mean"))}</td>'
-            f'<td class="n">{fmt_number(group.get("metric_mean_rest"))}</td>'
-            f'<td class="n">{fmt_number(group.get("gap"))}</td>'
-            f'<td class="n">{fmt_p(group.get("p_adjusted"))}</td>'
-            f'<td class="desc">{_e(_short(group.get("description", ""), 140))}</td></tr>'
-        )
-    head = "".join(
-        f'<th class="{"n" if numeric else ""}">{_e(name)}</th>'
-        for name, numeric in (
-            ("rank", False),
-            ("id", False),
-            ("size", True),
-            ("share", True),
-            ("mean in", True),
-            ("mean rest", True),
-            ("gap", True),
-            ("p adj.", True),
-            ("description", False),
-        )
-    )
-    more = ""
-    if len(data.subgroups) > MAX_SUBGROUP_CARDS:
-        more = f'<p class="note">Details below for the first {MAX_SUBGROUP_CARDS} subgroups.</p>'
-    return (
-        f'<section class="card"><h2>Subgroups</h2><table><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>{more}</section>"
-    )
 
 
 def metadata_columns(cases: pd.DataFrame) -> list[str]:
@@ -882,8 +789,14 @@ def _facts(data: ReportData, group: dict) -> str:
         ("effect size (d)", fmt_number(group.get("effect_size"))),
         ("p / adjusted p", f"{fmt_p(group.get('p_value'))} / {fmt_p(group.get('p_adjusted'))}"),
         (
-            "held-out cases",
+            "tested cases",
             f"{group.get('n_test', '–')} inside, {group.get('n_test_rest', '–')} rest",
+        ),
+        (
+            "stability",
+            "–"
+            if group.get("stability") is None
+            else f"{fmt_percent(group['stability'])} of the fold fits find it again",
         ),
     ]
     if group.get("rule"):
@@ -914,7 +827,7 @@ def subgroup_card_html(data: ReportData, group: dict, tiles: TileRenderer, max_c
         f'<div class="group-body"><div>{_facts(data, group)}'
         f"{top_features_html(group.get('top_features') or [])}</div>"
         f"<div>{_img(strip, f'{data.metric} inside subgroup {rank} and in the rest')}"
-        f'<p class="note">All cases; the statistics at left use the held-out cases only.</p>'
+        f'<p class="note">All cases; the statistics at left are cross-fitted: each case tested by a slice found without it.</p>'
         f"</div></div>{montage_html(data, group, tiles, max_cases)}</section>"
     )
 

@@ -42,21 +42,21 @@ def render_markdown(payload: dict, verdict: dict | None = None) -> str:
     lines.append(
         f"{payload['n_cases']} cases, {metric} mean {_number(overall['mean'])}, median "
         f"{_number(overall['median'])}; method {escape_markdown(payload['method'])}, seed {payload['seed']}; "
-        f"{len(payload['subgroups'])} subgroup(s). Statistics on {payload.get('n_test', '?')} held-out cases."
+        f"{len(payload['subgroups'])} subgroup(s). Statistics cross-fitted over {payload.get('n_test', '?')} cases."
     )
     lines.append("")
     if payload["subgroups"]:
         lines.append(
-            f"| rank | subgroup | size | {metric} inside | rest | gap [95% CI] | adj. p | description |"
+            f"| rank | subgroup | size | {metric} inside | rest | gap [95% CI] | adj. p | stability | description |"
         )
-        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
         for group in payload["subgroups"]:
             ci = group.get("gap_ci95")
             gap = _number(group["gap"]) + (f" [{_number(ci[0])}, {_number(ci[1])}]" if ci else "")
             lines.append(
                 f"| {group['rank']} | {escape_markdown(group['id'])} | {group['size']} | {_number(group['metric_mean'])} | "
                 f"{_number(group['metric_mean_rest'])} | {gap} | {_number(group['p_adjusted'])} | "
-                f"{escape_markdown(group['description'])} |"
+                f"{_number(group.get('stability'))} | {escape_markdown(group['description'])} |"
             )
         lines.append("")
         for group in payload["subgroups"]:

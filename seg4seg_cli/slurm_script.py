@@ -19,7 +19,7 @@ class SlurmOptions:
     data: Path
     out: Path
     num_parts: int = 4
-    method: str = "domino"
+    method: str = "coherent"
     metric: str = "dice"
     seed: int = 0
     metadata: Path | None = None

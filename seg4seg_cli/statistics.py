@@ -15,6 +15,9 @@ import pandas as pd
 from scipy.stats import mannwhitneyu, norm
 
 N_BOOTSTRAP = 1000
+# fewer tested cases inside a subgroup than this and no p-value is given (p = 1, no CI): a test
+# on three or four cases says nothing, whatever its p
+MIN_TEST_CASES = 5
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,9 @@ def gap_statistics(
     positive gap always means the subgroup is worse. The 95% CI resamples both groups with
     replacement (`n_bootstrap` times, from `rng`); the effect size is Cohen's d with pooled
     standard deviation, signed like the gap; the p-value is a one-sided permutation test of the
-    gap (`permutation_p_value`). With fewer than two cases on a side there is no test: p = 1, no CI.
+    gap (`permutation_p_value`), made consistent with the CI: it is at least twice the share of
+    bootstrap gaps at or below 0, so p < 0.05 only where the 95% CI excludes 0. With fewer than
+    MIN_TEST_CASES cases inside, or fewer than two in the rest, there is no test: p = 1, no CI.
     """
     inside = np.asarray(inside, dtype=np.float64)
     rest = np.asarray(rest, dtype=np.float64)
@@ -52,18 +57,24 @@ def gap_statistics(
     mean_in = float(inside.mean()) if inside.size else float("nan")
     mean_rest = float(rest.mean()) if rest.size else float("nan")
     gap = sign * (mean_rest - mean_in)
-    if inside.size < 2 or rest.size < 2:
+    if inside.size < MIN_TEST_CASES or rest.size < 2:
         return GapStatistics(inside.size, rest.size, mean_in, mean_rest, gap, None, None, 1.0)
 
     boot_in = rng.choice(inside, size=(n_bootstrap, inside.size), replace=True).mean(axis=1)
     boot_rest = rng.choice(rest, size=(n_bootstrap, rest.size), replace=True).mean(axis=1)
-    low, high = np.percentile(sign * (boot_rest - boot_in), [2.5, 97.5])
+    boot_gaps = sign * (boot_rest - boot_in)
+    low, high = np.percentile(boot_gaps, [2.5, 97.5])
+    bootstrap_p = min(1.0, 2.0 * (1 + np.count_nonzero(boot_gaps <= 0)) / (1 + n_bootstrap))
     pooled = np.sqrt(
         ((inside.size - 1) * inside.var(ddof=1) + (rest.size - 1) * rest.var(ddof=1))
         / (inside.size + rest.size - 2)
     )
     effect = float(gap / pooled) if pooled > 0 else None
     p_value = permutation_p_value(inside, rest, higher_is_better, rng)
+    if low <= 0:  # the CI holds 0: never call it significant
+        p_value = max(p_value, bootstrap_p, 0.05)
+    else:
+        p_value = max(p_value, bootstrap_p)
     return GapStatistics(
         inside.size, rest.size, mean_in, mean_rest, gap, (float(low), float(high)), effect, p_value
     )

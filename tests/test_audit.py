@@ -51,6 +51,52 @@ def test_audit_finds_the_planted_subgroup_as_rank_1(audited):
     assert top["p_adjusted"] < 0.05 and top["gap"] >= 0.1
 
 
+def test_every_significant_subgroup_of_the_demo_has_a_ci_that_excludes_zero(audited):
+    _, out, _ = audited
+    payload = json.loads((out / "subgroups.json").read_text())
+    assert payload["subgroups"]
+    for group in payload["subgroups"]:
+        assert 0 <= group["stability"] <= 1
+        if group["p_adjusted"] < 0.05:
+            assert group["gap_ci95"][0] > 0, group
+            assert group["n_test"] >= 5  # a p-value needs tested cases behind it
+
+
+def test_the_top_subgroup_is_stable_across_seeds_and_when_one_case_is_removed(audited, tmp_path):
+    """Seeds 0..4 (all 10 pairs) and 5 runs each without one case, against the full run: the
+    top subgroup's Jaccard is at least 0.7 in at least 90% of the 15 pairs."""
+    import itertools
+
+    import pyarrow.parquet as pq
+
+    from seg4seg_cli.discover import DiscoverOptions, run_discover
+
+    _, out, _ = audited
+
+    def top(folder: Path, seed: int) -> set[str]:
+        payload = run_discover(
+            DiscoverOptions(out=folder, seed=seed, output=tmp_path / f"{folder.name}-{seed}.json")
+        )
+        return set(payload["subgroups"][0]["case_ids"]) if payload["subgroups"] else set()
+
+    def jaccard(a: set, b: set) -> float:
+        return len(a & b) / len(a | b) if a | b else 1.0
+
+    by_seed = [top(out, seed) for seed in range(5)]
+    pairs = [jaccard(a, b) for a, b in itertools.combinations(by_seed, 2)]
+    table = pq.read_table(out / "cases.parquet")
+    ids = sorted(table.column("case_id").to_pylist())
+    for k in range(5):
+        left_out = ids[37 * k % len(ids)]
+        folder = tmp_path / f"without-{left_out}"
+        folder.mkdir()
+        keep = [c != left_out for c in table.column("case_id").to_pylist()]
+        pq.write_table(table.filter(keep), folder / "cases.parquet")
+        shutil.copy(out / "embeddings.parquet", folder / "embeddings.parquet")
+        pairs.append(jaccard(by_seed[0], top(folder, 0)))
+    assert sum(j >= 0.7 for j in pairs) >= 0.9 * len(pairs), [round(j, 2) for j in pairs]
+
+
 def test_audit_with_fail_gap_exits_1_and_says_which_rule_tripped(audited):
     code, out, junit = audited
     assert code == 1
@@ -139,7 +185,7 @@ def _payload(n_cases: int = 100, case_id: str = "case") -> dict:
     }  # fmt: skip
     return {
         "schema_version": 1, "method": "domino", "metric": "dice", "higher_is_better": True, "seed": 0,
-        "n_cases": n_cases, "min_size": 10, "holdout": 0.5, "n_test": n_cases // 2,
+        "n_cases": n_cases, "min_size": 10, "folds": 5, "n_test": n_cases,
         "overall": {"mean": 0.8, "median": 0.85}, "subgroups": [group],
     }  # fmt: skip
 
