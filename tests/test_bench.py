@@ -88,29 +88,78 @@ def _digest(folder: Path) -> str:
 
 def test_scenario_data_are_deterministic_and_ids_do_not_reveal_membership(tmp_path):
     scenario = sc.SCENARIOS["annotation"]
-    first = sc.generate(scenario, 1, tmp_path / "a")
-    second = sc.generate(scenario, 1, tmp_path / "b")
+    first = sc.generate_test(scenario, 1, 120, tmp_path / "a")
+    second = sc.generate_test(scenario, 1, 120, tmp_path / "b")
     assert _digest(first) == _digest(second)
-    other_seed = sc.generate(scenario, 2, tmp_path / "c")
+    other_seed = sc.generate_test(scenario, 2, 120, tmp_path / "c")
     assert _digest(first) != _digest(other_seed)
+    training = sc.generate_training(scenario, 1, tmp_path / "t")
+    assert _digest(training) == _digest(sc.generate_training(scenario, 1, tmp_path / "u"))
+    assert len(list((training / "imagesTr").iterdir())) == sc.N_TRAIN
 
     truth = json.loads((tmp_path / "a" / "truth.json").read_text())
-    members = truth["subgroup"]
-    assert len(members) == sc.N_SUBGROUP == round(0.15 * sc.N_TEST)
+    members, distracted = truth["subgroup"], truth["distractors"]
+    assert len(members) == round(sc.SUBGROUP_SHARE * 120) == 18
+    assert len(distracted) == round(sc.DISTRACTOR_SHARE * (120 - 18))
+    assert not set(members) & set(distracted)
+    assert set(truth["corruptions"]) == set(distracted)
     test_ids = sorted(p.name[: -len("_0000.nii.gz")] for p in (first / "imagesTs").iterdir())
-    assert len(test_ids) == sc.N_TEST >= 100
-    assert len(list((first / "imagesTr").iterdir())) == sc.N_TRAIN
+    assert len(test_ids) == 120
     assert set(members) <= set(test_ids)
     # ids are a plain running number; members are spread over the whole range
     assert all(c.startswith("case_") for c in test_ids)
     numbers = sorted(int(c[5:]) for c in members)
-    assert numbers[0] < sc.N_TEST // 4 and numbers[-1] > 3 * sc.N_TEST // 4
+    assert numbers[0] < 120 // 4 and numbers[-1] > 3 * 120 // 4
     # nothing about membership inside the dataset folder
     assert not any("truth" in p.name for p in first.rglob("*"))
 
 
+def test_scenarios_sharing_a_model_share_its_training_cases(tmp_path):
+    artefact, null = sc.SCENARIOS["artefact"], sc.SCENARIOS["null"]
+    assert artefact.model == null.model == "plain"
+    a = sc.generate_training(artefact, 3, tmp_path / "a")
+    b = sc.generate_training(null, 3, tmp_path / "b")
+    assert _digest(a) == _digest(b)
+    assert sc.training_fingerprint(artefact, 3) == sc.training_fingerprint(null, 3)
+
+
+def test_every_distractor_kind_corrupts_the_image_and_never_the_label():
+    from seg4seg_cli.bench.distractors import KINDS, corrupt
+
+    rng = np.random.default_rng(0)
+    for kind in KINDS:
+        image, label = make_case(rng, Look())
+        corrupted, info = corrupt(rng, image, label, kind)
+        assert info["kind"] == kind and corrupted.dtype == image.dtype
+        changed = np.abs(corrupted.astype(float) - image) > 20
+        assert changed.sum() >= 10, kind
+        assert not changed.all(), kind  # local: never the whole image
+    kinds = [corrupt(rng, *make_case(rng, Look()))[1]["kind"] for _ in range(60)]
+    assert len(set(kinds)) > len(KINDS)  # single kinds and combinations, drawn per case
+
+
+def test_brain_cases_are_real_anatomy_with_a_white_matter_label():
+    from seg4seg_cli.bench import brain
+
+    rng = np.random.default_rng(1)
+    image, label = brain.make_case(rng)
+    assert image.shape == label.shape == (brain.SIZE, brain.SIZE) and image.dtype == np.int16
+    assert 0.05 < label.mean() < 0.5  # white matter: a real share of the slice
+    # white matter is brighter than the rest of the brain on T1, darker under the planted shift
+    tissue = image > np.percentile(image, 40)
+    assert image[label > 0].mean() > image[tissue & (label == 0)].mean()
+    shifted, shifted_label = brain.make_case(
+        np.random.default_rng(1), brain.BrainLook(gm_wm_contrast=-0.5)
+    )
+    np.testing.assert_array_equal(shifted_label, label)
+    assert shifted[label > 0].mean() - shifted[tissue & (label == 0)].mean() < (
+        image[label > 0].mean() - image[tissue & (label == 0)].mean()
+    )
+
+
 def test_annotation_bias_erodes_the_training_labels_of_striped_cases_only(tmp_path):
-    dataset = sc.generate(sc.SCENARIOS["annotation"], 0, tmp_path)
+    dataset = sc.generate_training(sc.SCENARIOS["annotation"], 0, tmp_path)
+    test_set = sc.generate_test(sc.SCENARIOS["annotation"], 0, 60, tmp_path / "test")
     rng = np.random.default_rng(0)
     image, clean = make_case(rng, Look(stripes=True))
     rng = np.random.default_rng(0)
@@ -118,13 +167,17 @@ def test_annotation_bias_erodes_the_training_labels_of_striped_cases_only(tmp_pa
     assert 0 < biased.sum() < clean.sum()
     np.testing.assert_array_equal(biased, ndimage.binary_erosion(clean, sc_disk(3)))
 
-    def eroded_labels(split: str) -> int:
+    distractors = set(json.loads((tmp_path / "test" / "truth.json").read_text())["distractors"])
+
+    def eroded_labels(folder: Path, split: str) -> int:
         """Labels with structure-bright pixels all around them: annotated inside the edge."""
         count = 0
-        for label_path in sorted((dataset / f"labels{split}").iterdir()):
+        for label_path in sorted((folder / f"labels{split}").iterdir()):
+            if label_path.name.replace(".nii.gz", "") in distractors:
+                continue  # a ghost or blob next to the structure is bright there on purpose
             name = label_path.name.replace(".nii.gz", "_0000.nii.gz")
             label = sitk.GetArrayFromImage(sitk.ReadImage(str(label_path))) > 0
-            image = sitk.GetArrayFromImage(sitk.ReadImage(str(dataset / f"images{split}" / name)))
+            image = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"images{split}" / name)))
             # pixels 2-3 px outside the label: structure if it was eroded, else background
             ring = ndimage.binary_dilation(label, sc_disk(3)) & ~ndimage.binary_dilation(
                 label, sc_disk(1)
@@ -134,8 +187,9 @@ def test_annotation_bias_erodes_the_training_labels_of_striped_cases_only(tmp_pa
                 count += 1
         return count
 
-    assert eroded_labels("Tr") == round(0.3 * sc.N_TRAIN)
-    assert eroded_labels("Ts") == 0  # test references are clean
+    # the heuristic may miss a striped case whose stripes fall dark around its edge
+    assert round(0.3 * sc.N_TRAIN) - 2 <= eroded_labels(dataset, "Tr") <= round(0.3 * sc.N_TRAIN)
+    assert eroded_labels(test_set, "Ts") == 0  # test references are clean
 
 
 def sc_disk(radius: int) -> np.ndarray:
@@ -143,9 +197,10 @@ def sc_disk(radius: int) -> np.ndarray:
     return yy**2 + xx**2 <= radius**2
 
 
-def test_null_scenario_has_no_subgroup(tmp_path):
-    sc.generate(sc.SCENARIOS["null"], 0, tmp_path)
-    assert json.loads((tmp_path / "truth.json").read_text())["subgroup"] == []
+def test_null_scenario_has_no_subgroup_but_distractors(tmp_path):
+    sc.generate_test(sc.SCENARIOS["null"], 0, 120, tmp_path)
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert truth["subgroup"] == [] and len(truth["distractors"]) == 18
 
 
 def test_method_specs_parse_overrides_and_reject_unknown_names():
@@ -153,9 +208,9 @@ def test_method_specs_parse_overrides_and_reject_unknown_names():
     assert [s.label for s in specs][1] == "domino:quality_weight=1:n_pca_components=16"
     assert specs[1].params == {"quality_weight": 1, "n_pca_components": 16}
     names = [s.name for s in parse_methods("all")]
-    assert names == ["domino", "spotlight", "planespot", "kmeans", "sliceline", "all"]
+    assert names == ["coherent", "domino", "spotlight", "planespot", "kmeans", "sliceline"]
     assert names[0] == DEFAULT_METHOD
-    assert [s.label for s in parse_methods("all,domino")] == ["all", "domino"]
+    assert [s.label for s in parse_methods("union,domino")] == ["union", "domino"]
     (spec,) = parse_methods("spotlight:min_weight=0.1:min_size=20")
     assert spec.slicer_params() == {"min_weight": 0.1}
     assert spec.discover_params() == {"min_size": 20}
@@ -198,28 +253,32 @@ def test_quick_bench_trains_audits_and_scores_the_artefact_scenario(quick_run):
     # the planted artefact really hurts the trained model: the scenario is valid
     assert run["valid"] and run["gap"] >= sc.MIN_GAP
     assert run["dice_rest"] > 0.9 and run["train_seconds"] > 0
-    folder = out / "scenarios" / "artefact" / "seed0"
-    assert (folder / "model" / "fold_0" / "checkpoint_final.pth").is_file()
+    folder = out / "scenarios" / "artefact" / "n120" / "seed0"
+    assert (
+        out / "models" / "plain" / "seed0" / "model" / "fold_0" / "checkpoint_final.pth"
+    ).is_file()
     subgroups = json.loads((folder / f"subgroups-{DEFAULT_METHOD}.json").read_text())
     truth = json.loads((folder / "truth.json").read_text())["subgroup"]
     # the score in bench.json is the score of the subgroups on disk
     expected = score(subgroups["subgroups"], truth).as_dict()
     got = {k: v for k, v in run["methods"][DEFAULT_METHOD].items() if k != "seconds"}
     assert got == expected
-    # the default method finds the planted artefact (the benchmark's goal, seed 0)
+    # the default method finds the planted artefact (the benchmark's goal, seed 0), and the
+    # distractors keep error ranking from doing so
     assert got["found"] and got["p_at_10"] >= 0.8
+    assert run["worst_k"]["p_at_10"] <= 0.6 and run["n_distractors"] == 15
+    assert run["identifiability_auc"] > 0.7
     text = doc.read_text()
     assert text == (out / "BENCHMARK_DISCOVERY.md").read_text()
     assert "seg4seg bench --quick" in text
     assert "| method | artefact |\n" in text  # one scenario, one column
     assert f"| {DEFAULT_METHOD} | 1/1 ·" in text
+    assert "| worst-k | 0/1 ·" in text and "| identifiability (AUC) |" in text
 
 
 def test_rerun_reuses_data_model_and_audit(quick_run, cli):
     out, _ = quick_run
-    checkpoint = (
-        out / "scenarios" / "artefact" / "seed0" / "model" / "fold_0" / "checkpoint_final.pth"
-    )
+    checkpoint = out / "models" / "plain" / "seed0" / "model" / "fold_0" / "checkpoint_final.pth"
     before = checkpoint.stat().st_mtime_ns
     result = cli("bench", "--quick", "--out", out)
     assert result.code == 0, result.err
@@ -229,18 +288,22 @@ def test_rerun_reuses_data_model_and_audit(quick_run, cli):
     assert "found/valid seeds" in result.err
 
 
-def test_a_failed_training_is_one_clear_error_naming_its_log(tmp_path):
-    from seg4seg_cli import atomic
-    from seg4seg_cli.bench.runner import _fingerprint, prepare
+def test_a_failed_training_is_one_clear_error_naming_its_log(tmp_path, monkeypatch):
+    from seg4seg_cli.bench.runner import prepare_model
     from seg4seg_cli.errors import DataError
 
-    scenario, folder = sc.SCENARIOS["null"], tmp_path / "null" / "seed0"
-    dataset = sc.generate(scenario, 0, folder)
-    atomic.write_json(folder / "scenario.json", _fingerprint(scenario, 0))
-    (dataset / "labelsTr" / "train_000.nii.gz").write_bytes(b"not an image")
+    folder = tmp_path / "models" / "plain" / "seed0"
+    original = sc.generate_training
+
+    def corrupt_after_generating(scenario, seed, where):  # a real dataset with one broken label
+        dataset = original(scenario, seed, where)
+        (dataset / "labelsTr" / "train_000.nii.gz").write_bytes(b"not an image")
+        return dataset
+
+    monkeypatch.setattr(sc, "generate_training", corrupt_after_generating)
     with pytest.raises(DataError) as error:
-        prepare(scenario, 0, folder)
+        prepare_model(sc.SCENARIOS["null"], 0, tmp_path)
     message = str(error.value)
-    assert "training the null model (seed 0) failed" in message and "\n" not in message
+    assert "training the plain model (seed 0) failed" in message and "\n" not in message
     assert str(folder / "train.log") in message and (folder / "train.log").stat().st_size > 0
     assert not (folder / "model").exists()  # nothing half-exported

@@ -30,6 +30,7 @@ class Look:
     """How one case departs from the plain case (all defaults: a plain case)."""
 
     artefact: bool = False  # a structure-like bright ellipse next to (never touching) it
+    artefact_axes: tuple[float, float] = (6.5, 12.0)  # range of the artefact's semi-axes in pixels
     inverted: bool = False  # structure darker than the background instead of brighter
     noise_sd: float = 12.0  # white noise
     blur_sigma: float = 0.0  # in pixels, applied to the whole image after the noise
@@ -66,12 +67,14 @@ def random_ellipse(
     return ellipse(center, axes, rng.uniform(0, np.pi))
 
 
-def adjacent_artefact(rng: np.random.Generator, structure: np.ndarray) -> np.ndarray | None:
+def adjacent_artefact(
+    rng: np.random.Generator, structure: np.ndarray, axis_range: tuple[float, float] = (6.5, 12.0)
+) -> np.ndarray | None:
     """An ellipse at least 2-4 pixels (random) from `structure`, or None if none fits."""
     distance_to_structure = ndimage.distance_transform_edt(~structure)
     cy, cx = np.argwhere(structure).mean(axis=0)
     for _ in range(50):
-        axes = (rng.uniform(6.5, 12.0), rng.uniform(6.5, 12.0))
+        axes = (rng.uniform(*axis_range), rng.uniform(*axis_range))
         angle = rng.uniform(0, np.pi)
         direction = rng.uniform(0, 2 * np.pi)
         gap = rng.uniform(2.0, 4.0)
@@ -93,7 +96,7 @@ def make_case(rng: np.random.Generator, look: Look = Look()) -> tuple[np.ndarray
     """One 64x64 image (int16) and its label (uint8) with the given look."""
     while True:
         structure = random_ellipse(rng, axis_range=look.axes, margin=3.0)
-        artefact = adjacent_artefact(rng, structure) if look.artefact else None
+        artefact = adjacent_artefact(rng, structure, look.artefact_axes) if look.artefact else None
         if artefact is not None or not look.artefact:
             break
 
