@@ -198,6 +198,8 @@ def _rank(
 ) -> list[tuple[Candidate, list[Candidate], object, float]]:
     """Tested statistics of each candidate, near-duplicates merged, ranked by gap, BH-adjusted."""
     rng = np.random.default_rng([seed, 1])
+    # a slice that no fold fit found again has no tested member: nothing to report or test
+    candidates = [c for c in candidates if c.tested.any() and not c.tested.all()]
     stats = [gap_statistics(values[c.tested], values[~c.tested], better, rng) for c in candidates]
     clusters = merge_near_duplicates([set(c.order) for c in candidates], [s.gap for s in stats])
     kept = [(cluster[0], cluster[1:]) for cluster in clusters]
