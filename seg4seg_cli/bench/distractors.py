@@ -49,19 +49,23 @@ def _intensities(image: np.ndarray, inside: np.ndarray) -> tuple[float, float, f
 
 
 def corrupt(
-    rng: np.random.Generator, image: np.ndarray, label: np.ndarray, kind: str | None = None
+    rng: np.random.Generator,
+    image: np.ndarray,
+    label: np.ndarray,
+    kind: str | None = None,
+    allowed: tuple[str, ...] = KINDS,
 ) -> tuple[np.ndarray, dict]:
     """A corrupted copy of `image` (same dtype; the label is left as it is) and what was done.
 
-    `kind` is drawn from KINDS when None, and then a second, other kind is added to a third of
-    the cases; every parameter is drawn from `rng`.
+    `kind` is drawn from `allowed` when None, and then a second, other kind is added to a third
+    of the cases; every parameter is drawn from `rng`.
     """
     inside = label > 0
     if not inside.any():
         return image.copy(), {"kind": "none"}
-    kinds = [kind or str(rng.choice(KINDS))]
+    kinds = [kind or str(rng.choice(allowed))]
     if kind is None and rng.random() < SECOND_KIND_SHARE:
-        kinds.append(str(rng.choice([k for k in KINDS if k != kinds[0]])))
+        kinds.append(str(rng.choice([k for k in allowed if k != kinds[0]])))
     out = image.astype(np.float64)
     details = []
     for name in kinds:

@@ -63,6 +63,12 @@ class Scenario:
     epochs: int = train.N_EPOCHS  # a bias in the labels takes longer to learn than the shape
     n_test: int | None = None  # None: the bench's size
     n_subgroup: int | None = None  # None: SUBGROUP_SHARE of the test cases
+    # distractor kinds that would reproduce the subgroup's own failure mechanism: such a case
+    # would belong to the failure mode, not be a scattered failure, so it is not drawn
+    unlike: tuple[str, ...] = ()
+
+    def distractor_kinds(self) -> tuple[str, ...]:
+        return tuple(k for k in distractors.KINDS if k not in self.unlike)
 
     def size(self, default: int = N_TEST) -> int:
         return self.n_test or default
@@ -85,6 +91,7 @@ SCENARIOS: dict[str, Scenario] = {
             "plain",
             PLAIN_TRAINING,
             Look(artefact=True, artefact_axes=(5.0, 9.0)),
+            unlike=("blob", "ghost"),  # extra structure-like objects: the artefact itself
         ),
         Scenario(
             "appearance",
@@ -93,6 +100,7 @@ SCENARIOS: dict[str, Scenario] = {
             "plain",
             PLAIN_TRAINING,
             Look(blur_sigma=1.6, contrast=(70.0, 100.0)),
+            unlike=("drop",),  # a faded structure
         ),
         Scenario(
             "acquisition",
@@ -101,6 +109,7 @@ SCENARIOS: dict[str, Scenario] = {
             "plain",
             PLAIN_TRAINING,
             Look(contrast=(70.0, 100.0), noise_sd=70.0),
+            unlike=("drop", "burst"),  # less contrast, more noise
         ),
         Scenario(
             "annotation",
@@ -279,7 +288,9 @@ def generate_test(scenario: Scenario, seed: int, n_test: int, folder: Path) -> P
         look = scenario.test_subgroup if case_id in member_set else scenario.test_rest
         image, label = make_case(rng, look)
         if case_id in distractor_set:
-            image, corruptions[case_id] = distractors.corrupt(rng, image, label)
+            image, corruptions[case_id] = distractors.corrupt(
+                rng, image, label, allowed=scenario.distractor_kinds()
+            )
         _write(image, staging / "imagesTs" / f"{case_id}_0000{FILE_ENDING}", look)
         _write(label, staging / "labelsTs" / f"{case_id}{FILE_ENDING}", look)
     _publish(staging, dataset)
