@@ -31,7 +31,7 @@ def make_slicer(
     extra = {}
     if name == "domino":
         extra["min_slice_size"] = min_size
-    if name == "coherent":
+    if name in ("coherent", "spotlight"):
         extra["min_slice_size"] = min_size
     if name == "sliceline":
         extra["min_support"] = min_size

@@ -42,6 +42,7 @@ class SpotlightSlicer:
     ----------
     n_slices : number of spotlights to fit, each on the errors left by the previous ones.
     min_weight : minimum spotlight size S, as a fraction of the fit cases (the paper's 1-5%).
+    min_slice_size : S is at least this many cases (the smallest subgroup reported).
     n_components : PCA dimensions the spotlights live in (see `EmbeddingReducer`).
     n_steps : full-batch Adam steps per spotlight.
     learning_rate : initial Adam learning rate, in units of the reduced data's typical spread
@@ -68,6 +69,7 @@ class SpotlightSlicer:
         self,
         n_slices: int = 5,
         min_weight: float = 0.05,
+        min_slice_size: int = 1,
         n_components: int | None = 32,
         n_steps: int = 1000,
         learning_rate: float = 1e-2,
@@ -80,6 +82,7 @@ class SpotlightSlicer:
     ) -> None:
         self.n_slices = n_slices
         self.min_weight = min_weight
+        self.min_slice_size = min_slice_size
         self.n_components = n_components
         self.n_steps = n_steps
         self.learning_rate = learning_rate
@@ -110,7 +113,9 @@ class SpotlightSlicer:
         # one length unit for every dataset, so that the learning rate means the same everywhere
         self.scale_ = float(np.sqrt(np.mean(reduced.var(axis=0)))) or 1.0
 
-        min_size = self.min_weight * n_cases
+        # at least the smallest subgroup discover may report: with 5% of 120 cases a spotlight
+        # of 6 could never be reported with the default minimum of 10
+        min_size = max(self.min_weight * n_cases, float(self.min_slice_size))
         schedule = self._barrier_schedule(n_cases, min_size)
         errors = errors_from_quality(quality)
 
