@@ -280,42 +280,13 @@ class CoherentSlicer:
             m, t = best_cut(error[index][order], self.min_slice_size, high)
             if m == 0 or t <= 0:
                 break
-            threshold = float(probability[order][m - 1])
-            members = index[order][:m]
             j = len(self.models_)
             self.models_.append(self._classifier().fit(x[index], failing))
-            self.thresholds_.append(threshold)
+            self.thresholds_.append(float(probability[order][m - 1]))
             self.t_statistics_.append(t)
-            self.member_points_.append(x[members])
-            self.max_distance_.append(np.inf)
-            if self.prune != "none":
-                # the core: members close to the others; scattered failures lie further out
-                distance = self._neighbour_distance(x[members], j, fitted=True)
-                if self.prune == "otsu":
-                    limit, separation = otsu_split(distance)
-                else:
-                    centre = np.median(distance)
-                    mad = 1.4826 * np.median(np.abs(distance - centre))
-                    limit, separation = centre + self.fence_mads * mad, np.inf
-                core = distance <= limit
-                if core.sum() >= self.min_slice_size and separation >= self.prune_separation:
-                    members = members[core]
-                    self.member_points_[j] = x[members]
-                    self.max_distance_[j] = float(
-                        self._neighbour_distance(x[members], j, fitted=True).max()
-                    )
+            members = self._core(x, index[order][:m], j)
             if self.expand:
-                # the slice: every case that looks like the core, failed or not
-                core = np.isin(index, members)
-                likeness = self._out_of_fold(x[index], core, salt + 1000)
-                expanded = likeness >= 0.5
-                if expanded.sum() >= self.min_slice_size:
-                    probability = likeness
-                    members = index[expanded]
-                    self.models_[j] = self._classifier().fit(x[index], core)
-                    self.thresholds_[j] = 0.5
-                    self.member_points_[j] = x[members]
-                    self.max_distance_[j] = np.inf
+                probability, members = self._expand(x, index, members, salt, j, probability)
             column = np.zeros(n_cases)
             column[index] = probability
             self.predicted_ = np.hstack([self.predicted_, column[:, None]])
@@ -333,6 +304,50 @@ class CoherentSlicer:
             self.fit_assigned_[members] = j
         self.memberships_ = self._strengths(x, self.predicted_, assigned=self.fit_assigned_)
         return self
+
+    def _core(self, x: np.ndarray, members: np.ndarray, j: int) -> np.ndarray:
+        """Slice j's candidates without those far from the others (scattered failures that the
+        linear model happened to score high); records the member points and distance limit."""
+        self.member_points_.append(x[members])
+        self.max_distance_.append(np.inf)
+        if self.prune == "none":
+            return members
+        distance = self._neighbour_distance(x[members], j, fitted=True)
+        if self.prune == "otsu":
+            limit, separation = otsu_split(distance)
+        else:
+            centre = np.median(distance)
+            mad = 1.4826 * np.median(np.abs(distance - centre))
+            limit, separation = centre + self.fence_mads * mad, np.inf
+        core = distance <= limit
+        if core.sum() < self.min_slice_size or separation < self.prune_separation:
+            return members
+        members = members[core]
+        self.member_points_[j] = x[members]
+        self.max_distance_[j] = float(self._neighbour_distance(x[members], j, fitted=True).max())
+        return members
+
+    def _expand(
+        self,
+        x: np.ndarray,
+        index: np.ndarray,
+        members: np.ndarray,
+        salt: int,
+        j: int,
+        probability: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every case of `index` that looks like slice j's core, failed or not: the out-of-fold
+        probability of core-likeness (replacing the failure probability) and the members."""
+        core = np.isin(index, members)
+        likeness = self._out_of_fold(x[index], core, salt + 1000)
+        expanded = likeness >= 0.5
+        if expanded.sum() < self.min_slice_size:
+            return probability, members
+        self.models_[j] = self._classifier().fit(x[index], core)
+        self.thresholds_[j] = 0.5
+        self.member_points_[j] = x[index[expanded]]
+        self.max_distance_[j] = np.inf
+        return likeness, index[expanded]
 
     def _assign(self, probability: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Slice of each new case (-1 for none): the first whose probability reaches its
