@@ -34,14 +34,10 @@ class Candidate:
     method: str
     slice: int
     order: list[int]  # members (row indices), strongest first
+    mask: np.ndarray  # (n_cases,) the same members as a boolean mask
     rule: str = ""
     tested: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (n_cases,) held-out
     stability: float = 0.0
-
-    @property
-    def mask(self) -> np.ndarray:
-        """Members of the fit on all cases, as a boolean mask."""
-        return _mask(self, self.tested.size)
 
 
 def fold_of_each_case(n_cases: int, n_folds: int, seed: int) -> np.ndarray:
@@ -53,11 +49,6 @@ def fold_of_each_case(n_cases: int, n_folds: int, seed: int) -> np.ndarray:
 
 def _rows(features: pd.DataFrame | None, index: np.ndarray) -> pd.DataFrame | None:
     return None if features is None else features.iloc[index].reset_index(drop=True)
-
-
-def _members(strengths: np.ndarray) -> np.ndarray:
-    """(n_cases, n_slices) strengths -> boolean membership."""
-    return np.asarray(strengths) > 0
 
 
 def _jaccard_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -94,10 +85,10 @@ def cross_fit(
             continue
         order = sorted(members, key=lambda i, j=j: (-strengths[i, j], tie_break[i]))
         rule = full.descriptions_[j] if j < len(full.descriptions_) else ""
-        candidates.append(Candidate(method, j, [int(i) for i in order], rule))
+        candidates.append(Candidate(method, j, [int(i) for i in order], strengths[:, j] > 0, rule))
     if not candidates:
         return []
-    full_masks = np.column_stack([_mask(c, n_cases) for c in candidates])
+    full_masks = np.column_stack([c.mask for c in candidates])
     tested = np.zeros((n_cases, len(candidates)), bool)
     reappeared = np.zeros(len(candidates))
     n_folds = int(folds.max()) + 1
@@ -108,7 +99,7 @@ def cross_fit(
             quality[train],
             _rows(features, train),
         )
-        fold_members = _members(slicer.transform(embeddings, features))
+        fold_members = np.asarray(slicer.transform(embeddings, features)) > 0
         if fold_members.shape[1] == 0:
             continue
         # which of the fold's slices is each reported subgroup: judged on the fold's own cases
@@ -123,9 +114,3 @@ def cross_fit(
         candidate.tested = tested[:, c]
         candidate.stability = float(reappeared[c] / n_folds)
     return candidates
-
-
-def _mask(candidate: Candidate, n_cases: int) -> np.ndarray:
-    mask = np.zeros(n_cases, bool)
-    mask[candidate.order] = True
-    return mask

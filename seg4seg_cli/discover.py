@@ -127,7 +127,7 @@ def _validate(options: DiscoverOptions) -> list[str]:
     if options.params and len(methods) > 1:
         raise UsageError("hyperparameter overrides apply to one method, not to --method all")
     if options.folds < 2:
-        raise UsageError(f"--folds must be at least 2, got {options.folds}")
+        raise UsageError(f"--crossfit-folds must be at least 2, got {options.folds}")
     if options.n_slices < 1:
         raise UsageError(f"--n-slices must be at least 1, got {options.n_slices}")
     return methods

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 # name -> (module, class, whether it needs embeddings)
 METHODS: dict[str, tuple[str, str, bool]] = {
@@ -28,12 +29,8 @@ def make_slicer(
     """
     module_name, class_name, _ = METHODS[name]
     cls = getattr(importlib.import_module(module_name), class_name)
-    extra = {}
-    if name == "domino":
-        extra["min_slice_size"] = min_size
-    if name in ("coherent", "spotlight"):
-        extra["min_slice_size"] = min_size
-    if name == "sliceline":
-        extra["min_support"] = min_size
+    # every method that bounds its slices' size takes it under one of these names
+    accepted = inspect.signature(cls).parameters
+    extra = {key: min_size for key in ("min_slice_size", "min_support") if key in accepted}
     extra.update(params or {})
     return cls(n_slices=n_slices, random_state=random_state, **extra)
