@@ -49,7 +49,7 @@ def identifiability(
         return None
     features = candidate_features(cases)
     representer = CoherentSlicer(random_state=seed)
-    x = representer._fit_representation(embeddings, features, len(cases))
+    x = representer.fit_representation(embeddings, features, len(cases))
     scores = np.zeros(len(cases))
     splitter = StratifiedKFold(N_FOLDS, shuffle=True, random_state=seed)
     for train, test in splitter.split(x, members):

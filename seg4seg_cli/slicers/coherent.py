@@ -119,19 +119,15 @@ def best_cut(error_sorted: np.ndarray, low: int, high: int) -> tuple[int, float]
     high = min(high, n - 2)
     if high < low:
         return 0, 0.0
-    sizes = np.arange(1, n + 1)
     total, total_sq = error_sorted.sum(), (error_sorted**2).sum()
-    cum, cum_sq = np.cumsum(error_sorted), np.cumsum(error_sorted**2)
-    best_m, best_t = 0, -np.inf
-    for m in range(low, high + 1):
-        k = sizes[m - 1]
-        mean_in, mean_out = cum[m - 1] / k, (total - cum[m - 1]) / (n - k)
-        var_in = max(cum_sq[m - 1] / k - mean_in**2, 0.0)
-        var_out = max((total_sq - cum_sq[m - 1]) / (n - k) - mean_out**2, 0.0)
-        t = (mean_in - mean_out) / np.sqrt(var_in / k + var_out / (n - k) + 1e-12)
-        if t > best_t:
-            best_m, best_t = m, t
-    return best_m, float(best_t)
+    m = np.arange(low, high + 1)
+    cum, cum_sq = np.cumsum(error_sorted)[m - 1], np.cumsum(error_sorted**2)[m - 1]
+    mean_in, mean_out = cum / m, (total - cum) / (n - m)
+    var_in = np.maximum(cum_sq / m - mean_in**2, 0.0)
+    var_out = np.maximum((total_sq - cum_sq) / (n - m) - mean_out**2, 0.0)
+    t = (mean_in - mean_out) / np.sqrt(var_in / m + var_out / (n - m) + 1e-12)
+    best = int(np.argmax(t))  # the first of equal maxima, the smallest prefix
+    return int(m[best]), float(t[best])
 
 
 def otsu_split(values: np.ndarray) -> tuple[float, float]:
@@ -211,7 +207,8 @@ class CoherentSlicer:
             parts.append(self.scaler_.transform(features, n_cases))
         return np.hstack(parts) if parts else np.zeros((n_cases, 0))
 
-    def _fit_representation(self, embeddings, features, n_cases: int) -> np.ndarray:
+    def fit_representation(self, embeddings, features, n_cases: int) -> np.ndarray:
+        """Learn the representation (reducer, feature scaler) and return it, `(n_cases, d)`."""
         self.reducer_ = None
         if embeddings is not None:
             dims = min(self.n_pca_components, max(2, int(n_cases // self.pca_cases_per_dim)))
@@ -260,7 +257,7 @@ class CoherentSlicer:
         `features` a DataFrame of per-case columns (only label-free ones are used)."""
         embeddings, quality = check_inputs(embeddings, quality)
         n_cases = quality.shape[0]
-        x = self._fit_representation(embeddings, features, n_cases)
+        x = self.fit_representation(embeddings, features, n_cases)
         error = errors_from_quality(quality)
         high = int(np.floor(self.max_share * n_cases))
         remaining = np.ones(n_cases, bool)
@@ -293,16 +290,20 @@ class CoherentSlicer:
             remaining[members] = False
             member_index.append(members)
         self.descriptions_ = [""] * len(self.models_)
-        self.member_probability_, self.member_distance_ = [], []
-        for j in range(len(self.models_)):
-            points = self.member_points_[j]
-            inside = self._neighbour_distance(points, j, fitted=True)
-            self.member_distance_.append(np.sort(inside))
-            self.member_probability_.append(np.sort(self.predicted_[member_index[j], j]))
         self.fit_assigned_ = np.full(n_cases, -1)
         for j, members in enumerate(member_index):
             self.fit_assigned_[members] = j
-        self.memberships_ = self._strengths(x, self.predicted_, assigned=self.fit_assigned_)
+        # each fit member's distance to the other members, computed once: it is both the
+        # reference the strengths of any case are ranked against and the fit cases' own
+        fit_distances = [
+            self._neighbour_distance(x[self.fit_assigned_ == j], j, fitted=True)
+            for j in range(len(self.models_))
+        ]
+        self.member_distance_ = [np.sort(d) for d in fit_distances]
+        self.member_probability_ = [
+            np.sort(self.predicted_[members, j]) for j, members in enumerate(member_index)
+        ]
+        self.memberships_ = self._strengths(x, self.predicted_, self.fit_assigned_, fit_distances)
         return self
 
     def _core(self, x: np.ndarray, members: np.ndarray, j: int) -> np.ndarray:
@@ -383,11 +384,15 @@ class CoherentSlicer:
         return result
 
     def _strengths(
-        self, x: np.ndarray, probability: np.ndarray, assigned: np.ndarray | None = None
+        self,
+        x: np.ndarray,
+        probability: np.ndarray,
+        assigned: np.ndarray | None = None,
+        distances: list[np.ndarray] | None = None,
     ) -> np.ndarray:
-        """Strengths `(n_cases, n_slices)` in (0, 1] for members, 0 elsewhere; `assigned` is
-        given for the fit cases (their slices, whose members they are), else follows the rule."""
-        fitted = assigned is not None
+        """Strengths `(n_cases, n_slices)` in (0, 1] for members, 0 elsewhere. For the fit cases
+        `assigned` (their slices) and `distances` (each member's to the others) are given; for
+        new cases both follow from the rule."""
         if assigned is None:
             assigned = self._assign(probability, x)
         strengths = np.zeros((x.shape[0], len(self.models_)))
@@ -396,10 +401,12 @@ class CoherentSlicer:
             if not member.any():
                 continue
             p_rank = _percentile(self.member_probability_[j], probability[member, j])
-            near = _percentile(
-                -self.member_distance_[j][::-1],
-                -self._neighbour_distance(x[member], j, fitted),
+            distance = (
+                distances[j]
+                if distances is not None
+                else self._neighbour_distance(x[member], j, fitted=False)
             )
+            near = _percentile(-self.member_distance_[j][::-1], -distance)
             strengths[member, j] = np.maximum(0.5 * (p_rank + near), 1e-6)
         return strengths
 
@@ -409,9 +416,9 @@ class CoherentSlicer:
             embeddings = np.asarray(embeddings, dtype=np.float64)
         n_cases = embeddings.shape[0] if embeddings is not None else len(features)
         x = self._represent(embeddings if self.reducer_ is not None else None, features, n_cases)
-        probability = np.column_stack(
-            [m.predict_proba(x) for m in self.models_] or [np.zeros(n_cases)]
-        )[:, : len(self.models_)]
+        probability = np.zeros((n_cases, len(self.models_)))
+        for j, model in enumerate(self.models_):
+            probability[:, j] = model.predict_proba(x)
         return self._strengths(x, probability)
 
 
