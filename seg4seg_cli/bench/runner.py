@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+import pandas as pd
 
 from seg4seg_cli import __version__, atomic, console
 from seg4seg_cli.bench import baselines, train
@@ -220,13 +220,12 @@ def audit_test_set(dataset: Path, model: Path, out: Path) -> None:
         )
 
 
-def validity(out: Path, truth: dict) -> dict:
+def validity(cases: pd.DataFrame, truth: dict) -> dict:
     """Mean Dice of the subgroup, the distractors and the clean rest; valid when the subgroup's is
     at least MIN_GAP below the clean rest's (distractors fail on purpose and are left out)."""
-    table = pq.read_table(out / "cases.parquet", columns=["case_id", "dice"]).to_pandas()
-    inside = table["case_id"].isin(set(truth["subgroup"])).to_numpy()
-    distracted = table["case_id"].isin(set(truth.get("distractors", []))).to_numpy()
-    dice = table["dice"].to_numpy(dtype=float)
+    inside = cases["case_id"].isin(set(truth["subgroup"])).to_numpy()
+    distracted = cases["case_id"].isin(set(truth.get("distractors", []))).to_numpy()
+    dice = cases["dice"].to_numpy(dtype=float)
     result = {"mean_dice": round(float(dice.mean()), 4)}
     if distracted.any():
         result["dice_distractors"] = round(float(dice[distracted].mean()), 4)
@@ -247,9 +246,10 @@ def _file_label(label: str) -> str:
     return "".join(c if c.isalnum() or c in "._=-" else "_" for c in label)
 
 
-def _baselines(audit: Path, truth: dict, seed: int) -> tuple[dict, float | None]:
+def _baselines(
+    cases: pd.DataFrame, embeddings: np.ndarray | None, truth: dict, seed: int
+) -> tuple[dict, float | None]:
     """The worst-k score and the identifiability AUC of one audited scenario."""
-    cases, embeddings, _ = load_out_folder(audit)
     values = cases["dice"].to_numpy(dtype=float)
     members = cases["case_id"].isin(set(truth["subgroup"])).to_numpy()
     k = max(int(members.sum()), 10)
@@ -258,27 +258,30 @@ def _baselines(audit: Path, truth: dict, seed: int) -> tuple[dict, float | None]
     return worst, (round(auc, 4) if auc is not None else None)
 
 
-def _discovery_key(spec: MethodSpec, seed: int, audit: Path) -> dict:
-    """What a method's subgroups depend on: a rerun with the same key reuses them."""
+def _audit_digest(audit: Path) -> str:
+    """sha256 of the audit's cases.parquet and embeddings.parquet: what discovery reads."""
     digest = hashlib.sha256()
     for name in ("cases.parquet", "embeddings.parquet"):
         path = audit / name
         if path.is_file():
             digest.update(path.read_bytes())
-    return {
+    return digest.hexdigest()
+
+
+def _discover(
+    spec: MethodSpec, seed: int, audit: Path, audit_digest: str, folder: Path, truth: dict
+) -> dict:
+    """Score of one method on one audited scenario; subgroups reused when nothing changed."""
+    output = folder / f"subgroups-{_file_label(spec.label)}.json"
+    key_file = output.with_suffix(".key.json")
+    # what the subgroups depend on: a rerun with the same key reuses them
+    key = {
         "discovery_version": DISCOVERY_VERSION,
         "seg4seg": __version__,
         "method": asdict(spec),
         "seed": seed,
-        "audit": digest.hexdigest(),
+        "audit": audit_digest,
     }
-
-
-def _discover(spec: MethodSpec, seed: int, audit: Path, folder: Path, truth: dict) -> dict:
-    """Score of one method on one audited scenario; subgroups reused when nothing changed."""
-    output = folder / f"subgroups-{_file_label(spec.label)}.json"
-    key_file = output.with_suffix(".key.json")
-    key = _discovery_key(spec, seed, audit)
     previous = _read_json(key_file)
     stored = _read_json(output)
     if previous is not None and stored is not None and previous.get("key") == key:
@@ -328,9 +331,13 @@ def run_bench(options: BenchOptions) -> dict:
         audit = folder / "audit"
         audit_test_set(folder / "test", model, audit)
         truth = json.loads((folder / "truth.json").read_text())
-        check = validity(audit, truth)
-        results = {spec.label: _discover(spec, seed, audit, folder, truth) for spec in specs}
-        worst, auc = _baselines(audit, truth, seed)
+        cases, embeddings, _ = load_out_folder(audit)
+        check = validity(cases, truth)
+        digest = _audit_digest(audit)
+        results = {
+            spec.label: _discover(spec, seed, audit, digest, folder, truth) for spec in specs
+        }
+        worst, auc = _baselines(cases, embeddings, truth, seed)
         run = {
             "scenario": scenario.name,
             "seed": seed,
@@ -501,12 +508,8 @@ def _totals(payload: dict, chosen: list[sc.Scenario]) -> list[str]:
         )
         share = f"{found / valid:.0%}" if valid else "–"
         mean_f1 = f"{np.mean(f1s):.2f}" if f1s else "–"
-        versus = "" if label == WORST_K else f" | {beats}/{len(planted)}"
-        lines.append(
-            f"| {label} | {found}/{valid} ({share}) | {mean_f1}{versus} |"
-            if versus
-            else f"| {label} | {found}/{valid} ({share}) | {mean_f1} | – |"
-        )
+        versus = "–" if label == WORST_K else f"{beats}/{len(planted)}"
+        lines.append(f"| {label} | {found}/{valid} ({share}) | {mean_f1} | {versus} |")
     return lines
 
 

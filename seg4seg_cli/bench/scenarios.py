@@ -161,10 +161,8 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     )
 }
-MODELS = sorted(
-    {s.model for s in SCENARIOS.values()},
-    key=lambda m: ["plain", "annotation", "small", "brain"].index(m),
-)
+# in order of first use: plain, annotation, small, brain (their dataset ids follow this order)
+MODELS = list(dict.fromkeys(s.model for s in SCENARIOS.values()))
 
 for _s in SCENARIOS.values():  # scenarios sharing a model must agree on its training
     _first = next(t for t in SCENARIOS.values() if t.model == _s.model)
