@@ -806,6 +806,8 @@ def bench(
 
 def _render_result(payload: dict, verdict, output_format: str) -> None:
     """json/markdown to stdout; the table and the verdict line to stderr."""
+    from seg4seg_cli.gate import FAIL, NOT_GATED, PASS
+
     if output_format == "json":
         typer.echo(json.dumps(payload, indent=2))
     elif output_format == "markdown":
@@ -814,7 +816,7 @@ def _render_result(payload: dict, verdict, output_format: str) -> None:
         typer.echo(render_markdown(payload, verdict.as_dict()), nl=False)
     elif not console.settings.quiet:
         render_subgroups(payload)
-    style = "bold green" if verdict.passed else "bold red"
+    style = {PASS: "bold green", FAIL: "bold red", NOT_GATED: "bold yellow"}[verdict.status]
     console.console.print(f"[{style}]{rich_escape(verdict.line)}[/{style}]")
 
 

@@ -1,6 +1,6 @@
 """The CI gate: does a model pass, given subgroups.json and the user's rules?
 
-Rules (each optional; with none the audit only reports):
+Rules (each optional; with none the audit only reports and the verdict is "not gated"):
 - a subgroup fails the gate when its `p_adjusted < alpha`, its `gap >= fail_gap` and its size is at
   least the minimum subgroup size;
 - the overall metric fails it when its mean is worse than `fail_below` (below it for
@@ -10,6 +10,23 @@ Rules (each optional; with none the audit only reports):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+# One verdict vocabulary for audit, report and compare, in every format: a run given no rule is
+# "not gated", never a pass.
+PASS, FAIL, NOT_GATED = "pass", "fail", "not gated"
+HEADLINES = {PASS: "PASS", FAIL: "FAIL", NOT_GATED: "NOT GATED"}
+NOT_GATED_REASON = "no gate rules given"
+
+
+def verdict_status(verdict: dict | None) -> str:
+    """`pass`, `fail` or `not gated` of a verdict dict (as in run.json; None is not gated)."""
+    if verdict is None:
+        return NOT_GATED
+    if verdict.get("status") in HEADLINES:
+        return verdict["status"]
+    if (verdict.get("rules") or {}).get("applied") is False:
+        return NOT_GATED
+    return PASS if verdict.get("passed") else FAIL
 
 
 @dataclass(frozen=True)
@@ -28,8 +45,15 @@ class Verdict:
     failing_subgroups: list[str] = field(default_factory=list)
     rules: dict = field(default_factory=dict)
 
+    @property
+    def status(self) -> str:
+        if not self.passed:
+            return FAIL
+        return PASS if self.rules.get("applied", True) else NOT_GATED
+
     def as_dict(self) -> dict:
         return {
+            "status": self.status,
             "passed": self.passed,
             "reasons": self.reasons,
             "failing_subgroups": self.failing_subgroups,
@@ -38,10 +62,17 @@ class Verdict:
 
     @property
     def line(self) -> str:
-        if self.passed:
-            applied = "no gate rule tripped" if self.rules.get("applied") else "no gate rules given"
-            return f"PASS: {applied}"
-        return "FAIL: " + "; ".join(self.reasons)
+        return verdict_line(self.as_dict())
+
+
+def verdict_line(verdict: dict | None, hint: str = "--fail-gap or --fail-below") -> str:
+    """The one-line verdict of every format: `PASS: ...`, `FAIL: ...` or `NOT GATED: ...`."""
+    status = verdict_status(verdict)
+    if status == FAIL:
+        return "FAIL: " + "; ".join(verdict["reasons"])
+    if status == NOT_GATED:
+        return f"NOT GATED: {NOT_GATED_REASON} (add {hint} to use this run as a release gate)"
+    return "PASS: no gate rule tripped"
 
 
 def subgroup_fails(group: dict, rules: GateRules, min_size: int) -> bool:

@@ -35,6 +35,7 @@ from seg4seg_cli.cases import find_cases
 from seg4seg_cli.discover import higher_is_better, quality_of
 from seg4seg_cli.embeddings_store import read_embeddings
 from seg4seg_cli.errors import DataError, Seg4SegError
+from seg4seg_cli.gate import NOT_GATED, NOT_GATED_REASON, PASS, verdict_status
 from seg4seg_cli.report_overview import MAX_SUBGROUP_CARDS, overview_table_html
 from seg4seg_cli.report_text import (
     RANK_COLORS,
@@ -578,18 +579,18 @@ footer{color:#9ca3af;font-size:12px;margin-top:24px}
 
 
 def verdict_html(verdict: dict | None) -> str:
-    """The gate's outcome; a verdict whose `rules.applied` is false counts as no gate."""
-    rules = (verdict or {}).get("rules") or {}
-    if verdict is None or rules.get("applied") is False:
+    """The gate's outcome in the words of every format: passed, failed or not gated."""
+    status = verdict_status(verdict)
+    if status == NOT_GATED:
         return (
-            '<section class="card verdict none"><p class="state">No gate rules applied</p>'
-            '<p class="note">Run <code>seg4seg audit --fail-gap …</code> to use this report as a '
-            "release gate.</p></section>"
+            '<section class="card verdict none"><p class="state">Not gated</p>'
+            f'<p class="note">{_e(NOT_GATED_REASON.capitalize())}: this run is not a release gate. '
+            "Run <code>seg4seg audit --fail-gap …</code> to use it as one.</p></section>"
         )
-    passed = bool(verdict.get("passed"))
+    rules = verdict.get("rules") or {}
+    state = "passed" if status == PASS else "failed"
+    title = "Gate passed" if status == PASS else "Gate failed"
     reasons = "".join(f"<li>{_e(reason)}</li>" for reason in verdict.get("reasons") or [])
-    state = "passed" if passed else "failed"
-    title = "Gate passed" if passed else "Gate failed"
     given = [
         f"--{name.replace('_', '-')} {rules[name]}"
         for name in ("fail_gap", "fail_below", "alpha")

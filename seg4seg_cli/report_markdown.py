@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 
+from seg4seg_cli.gate import FAIL, NOT_GATED, PASS, verdict_line, verdict_status
+
 MAX_CASES_LISTED = 10
 MAX_BYTES = 1 << 20
 
@@ -28,17 +30,22 @@ def _number(value: object, digits: int = 3) -> str:
     return str(value)
 
 
+_ICONS = {PASS: "✅", FAIL: "❌", NOT_GATED: "⚪"}
+
+
+def verdict_markdown(verdict: dict | None) -> str:
+    """`**✅ PASS**: ...`, `**❌ FAIL**: ...` or `**⚪ NOT GATED**: ...`, as the terminal line."""
+    status = verdict_status(verdict)
+    headline, _, rest = verdict_line(verdict).partition(": ")
+    return f"**{_ICONS[status]} {headline}**: {escape_markdown(rest)}"
+
+
 def render_markdown(payload: dict, verdict: dict | None = None) -> str:
     metric = escape_markdown(payload["metric"])
     overall = payload["overall"]
     lines = ["# seg4seg audit", ""]
     if verdict is not None:
-        status = "✅ PASS" if verdict["passed"] else "❌ FAIL"
-        lines.append(
-            f"**{status}**"
-            + ("" if verdict["passed"] else ": " + escape_markdown("; ".join(verdict["reasons"])))
-        )
-        lines.append("")
+        lines += [verdict_markdown(verdict), ""]
     lines.append(
         f"{payload['n_cases']} cases, {metric} mean {_number(overall['mean'])}, median "
         f"{_number(overall['median'])}; method {escape_markdown(payload['method'])}, seed {payload['seed']}; "

@@ -158,7 +158,25 @@ def test_report_renders_an_existing_folder_without_recomputing(cli, audited):
     assert result.code == 0 and json.loads(result.out)["subgroups"]
     markdown = cli("report", out, "--format", "markdown", "--fail-gap", "0.1")
     assert markdown.code == 1 and markdown.out.startswith("# seg4seg audit")
+    assert "**❌ FAIL**" in markdown.out
     assert {p: p.stat().st_mtime_ns for p in out.glob("*.parquet")} == before
+
+
+def test_without_gate_rules_every_format_says_not_gated_never_pass(cli, audited, tmp_path):
+    """The sample's planted subgroup is significant; with no rule the verdict is "not gated"."""
+    _, out, _ = audited
+    markdown = cli("report", out, "--format", "markdown")
+    assert markdown.code == 0 and "**⚪ NOT GATED**: no gate rules given" in markdown.out
+    assert "PASS" not in markdown.out
+    table = cli("report", out)
+    assert table.code == 0 and "NOT GATED: no gate rules given" in table.err
+    assert "PASS" not in table.err
+    html = cli("report", out, "--format", "html", "--output", tmp_path / "r.html")
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert html.code == 0 and "Not gated" in text and "Gate passed" not in text
+    payload = json.loads((out / "subgroups.json").read_text())
+    assert evaluate_gate(payload, GateRules()).as_dict()["status"] == "not gated"
+    assert evaluate_gate(payload, GateRules(fail_gap=0.9)).as_dict()["status"] == "pass"
 
 
 def test_github_step_summary_gets_the_markdown(cli, audited, monkeypatch, tmp_path):

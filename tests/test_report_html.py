@@ -197,7 +197,7 @@ def test_report_shows_the_run_and_one_card_per_subgroup(sample_out, sample_repor
     for group in payload["subgroups"]:
         assert f'id="subgroup-{group["rank"]}"' in text
         assert group["id"] in text
-    assert "No gate rules applied" in text
+    assert "Not gated" in text and "Gate passed" not in text
     assert f"{payload['n_cases']}" in text and "kmeans" in text
     worst = payload["subgroups"][0]["case_ids"]
     assert any(f"{case_id}: contours and error map (2-D)" in text for case_id in worst)
@@ -211,7 +211,8 @@ def test_verdict_says_passed_or_failed_with_its_reasons(sample_out):
     passed = render_html(sample_out, {"passed": True, "reasons": []}, 1)
     assert "Gate passed" in passed and "Gate failed" not in passed
     no_rules = render_html(sample_out, {"passed": True, "reasons": [], "rules": {"applied": False}})
-    assert "No gate rules applied" in no_rules and "Gate passed" not in no_rules
+    assert "Not gated" in no_rules and "Gate passed" not in no_rules
+    assert "Not gated" in render_html(sample_out, None)
 
 
 def test_unreadable_case_files_show_a_placeholder(sample_out, tmp_path):
