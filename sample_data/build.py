@@ -36,6 +36,7 @@ import csv
 import io
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from seg4seg_cli.bench import train
 from seg4seg_cli.bench.synthetic import FILE_ENDING, Look, make_case, write_nifti
@@ -141,8 +143,8 @@ def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
     return float("nan") if denom == 0 else 2.0 * float(np.logical_and(pred, ref).sum()) / denom
 
 
-def evaluate() -> dict:
-    """Predict imagesTs with the exported model and return per-case Dice and group means."""
+def evaluate(model_dir: Path = MODEL_DIR) -> dict:
+    """Predict imagesTs with an exported model and return per-case Dice and group means."""
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
@@ -156,7 +158,7 @@ def evaluate() -> dict:
             verbose_preprocessing=False,
             allow_tqdm=False,
         )
-        predictor.initialize_from_trained_model_folder(str(MODEL_DIR), use_folds=(0,))
+        predictor.initialize_from_trained_model_folder(str(model_dir), use_folds=(0,))
         # The sequential API prints one line per case; keep the build output readable.
         with contextlib.redirect_stdout(io.StringIO()):
             predictor.predict_from_files_sequential(str(DATASET_DIR / "imagesTs"), out)
@@ -177,6 +179,83 @@ def evaluate() -> dict:
     }
 
 
+# ----------------------------------------------------------------------------------------------
+# The candidate model of `seg4seg compare`: better on average, worse on large structures
+# ----------------------------------------------------------------------------------------------
+CANDIDATE_NAME = "Dataset991_Seg4SegCandidate"
+CANDIDATE_DIR = MODEL_ROOT / CANDIDATE_NAME / "nnUNetTrainer__nnUNetPlans__2d"
+REGRESSION_JSON = HERE / "planted_regression.json"
+CANDIDATE_SEED = 991
+N_CANDIDATE_PLAIN = 40
+N_CANDIDATE_ARTEFACT = 20
+LARGE_AREA_PX = 400  # structures at least this large were traced tightly (label eroded)
+TIGHT_PX = 2
+
+
+def generate_candidate_training(folder: Path) -> Path:
+    """The candidate's training set: the baseline's kind of cases plus artefact cases labelled
+    without the artefact (it learns to ignore it: better on site C), but a biased annotator traced
+    every large structure TIGHT_PX inside its edge (it learns to under-segment them)."""
+    rng = np.random.default_rng(CANDIDATE_SEED)
+    dataset = folder / CANDIDATE_NAME
+    for sub in ("imagesTr", "labelsTr"):
+        (dataset / sub).mkdir(parents=True)
+    n_cases = N_CANDIDATE_PLAIN + N_CANDIDATE_ARTEFACT
+    dataset_json = json.loads((DATASET_DIR / "dataset.json").read_text())
+    dataset_json.update(name=CANDIDATE_NAME, numTraining=n_cases)
+    (dataset / "dataset.json").write_text(json.dumps(dataset_json, indent=4) + "\n")
+    yy, xx = np.mgrid[-TIGHT_PX : TIGHT_PX + 1, -TIGHT_PX : TIGHT_PX + 1]
+    tight = yy**2 + xx**2 <= TIGHT_PX**2
+    for i in range(n_cases):
+        image, label = make_case(rng, Look(artefact=i >= N_CANDIDATE_PLAIN))
+        if label.sum() >= LARGE_AREA_PX:
+            label = ndimage.binary_erosion(label > 0, tight).astype(np.uint8)
+        write_nifti(image, dataset / "imagesTr" / f"candidate_{i:03d}_0000{FILE_ENDING}")
+        write_nifti(label, dataset / "labelsTr" / f"candidate_{i:03d}{FILE_ENDING}")
+    return dataset
+
+
+def write_planted_regression() -> list[str]:
+    """The test cases whose structure is large: where the candidate is expected to regress."""
+    large = []
+    for path in sorted((DATASET_DIR / "labelsTs").glob(f"*{FILE_ENDING}")):
+        if sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(bool).sum() >= LARGE_AREA_PX:
+            large.append(path.name[: -len(FILE_ENDING)])
+    description = (
+        f"Test cases whose structure covers at least {LARGE_AREA_PX} pixels: the candidate model "
+        f"was trained on labels of large structures traced {TIGHT_PX} px inside their edge, so it "
+        "under-segments them, while it learnt to ignore site C's artefact. For tests only."
+    )
+    REGRESSION_JSON.write_text(
+        json.dumps({"description": description, "case_ids": large}, indent=2) + "\n"
+    )
+    return large
+
+
+def build_candidate() -> None:
+    """Train the candidate in a fresh process (nnU-Net reads its folder variables at import)."""
+    with tempfile.TemporaryDirectory(prefix="seg4seg_candidate_") as tmp:
+        dataset = generate_candidate_training(Path(tmp))
+        command = [
+            sys.executable,
+            "-m",
+            "seg4seg_cli.bench.train",
+            str(dataset),
+            str(CANDIDATE_DIR),
+        ]
+        subprocess.run(command + ["--seed", str(CANDIDATE_SEED)], check=True)
+    large = write_planted_regression()
+    baseline, candidate = evaluate(MODEL_DIR), evaluate(CANDIDATE_DIR)
+    group = set(large)
+    for name, result in (("baseline", baseline), ("candidate", candidate)):
+        values = result["per_case"]
+        inside = np.nanmean([v for k, v in values.items() if k in group])
+        print(
+            f"{name}: mean Dice {np.nanmean(list(values.values())):.3f}, planted artefact "
+            f"{result['planted_mean']:.3f}, large structures {inside:.3f} (n={len(group)})"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -184,7 +263,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="regenerate the data only; keep the existing model folder",
     )
+    parser.add_argument(
+        "--candidate-only",
+        action="store_true",
+        help="rebuild only the candidate model of `seg4seg compare` (and planted_regression.json)",
+    )
     args = parser.parse_args(argv)
+    if args.candidate_only:
+        build_candidate()
+        return 0
 
     t0 = time.perf_counter()
     summary = generate_data()
@@ -205,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         f"planted {result['planted_mean']:.3f} (n={N_PLANTED}), gap {gap:.3f}; "
         f"lowest normal {result['normal_min']:.3f}, highest planted {result['planted_max']:.3f}"
     )
+    build_candidate()
     print(f"total build time: {time.perf_counter() - t0:.1f} s")
     return 0
 

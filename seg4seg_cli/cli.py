@@ -859,3 +859,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         code = EXIT_INTERNAL
     sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+# commands in modules of their own register themselves on `app` when imported
+from seg4seg_cli import cli_compare  # noqa: E402, F401

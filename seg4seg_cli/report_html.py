@@ -578,14 +578,14 @@ footer{color:#9ca3af;font-size:12px;margin-top:24px}
 """
 
 
-def verdict_html(verdict: dict | None) -> str:
+def verdict_html(verdict: dict | None, hint: str = "seg4seg audit --fail-gap …") -> str:
     """The gate's outcome in the words of every format: passed, failed or not gated."""
     status = verdict_status(verdict)
     if status == NOT_GATED:
         return (
             '<section class="card verdict none"><p class="state">Not gated</p>'
             f'<p class="note">{_e(NOT_GATED_REASON.capitalize())}: this run is not a release gate. '
-            "Run <code>seg4seg audit --fail-gap …</code> to use it as one.</p></section>"
+            f"Run <code>{_e(hint)}</code> to use it as one.</p></section>"
         )
     rules = verdict.get("rules") or {}
     state = "passed" if status == PASS else "failed"

@@ -33,10 +33,10 @@ def _number(value: object, digits: int = 3) -> str:
 _ICONS = {PASS: "✅", FAIL: "❌", NOT_GATED: "⚪"}
 
 
-def verdict_markdown(verdict: dict | None) -> str:
+def verdict_markdown(verdict: dict | None, hint: str = "--fail-gap or --fail-below") -> str:
     """`**✅ PASS**: ...`, `**❌ FAIL**: ...` or `**⚪ NOT GATED**: ...`, as the terminal line."""
     status = verdict_status(verdict)
-    headline, _, rest = verdict_line(verdict).partition(": ")
+    headline, _, rest = verdict_line(verdict, hint).partition(": ")
     return f"**{_ICONS[status]} {headline}**: {escape_markdown(rest)}"
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from scipy.stats import mannwhitneyu, norm
 
 N_BOOTSTRAP = 1000
@@ -252,3 +253,38 @@ def _over_represented_level(features: pd.DataFrame, members: np.ndarray) -> str 
                 if best is None or key > best[0]:
                     best = (key, f"{share_in:.0%} {column}={level}")
     return best[1] if best else None
+
+
+@dataclass(frozen=True)
+class PairedStatistics:
+    """Paired change of one group of cases: candidate − baseline, signed so that positive is
+    better (quality), tested against no change."""
+
+    n: int
+    mean: float
+    ci95: tuple[float, float] | None
+    effect_size: float | None  # mean / sd of the changes (Cohen's d_z)
+    p_value: float
+
+
+def paired_statistics(changes: np.ndarray) -> PairedStatistics:
+    """Paired t-test of per-case changes against 0 (two-sided), with the matching t interval.
+
+    A paired test: each case is its own control, so the two models' shared difficulty of a case
+    cancels. p < 0.05 exactly when the 95% interval excludes 0. With fewer than MIN_TEST_CASES
+    cases there is no test (p = 1, no interval); changes all equal give p 1 when they are 0 and
+    0 otherwise.
+    """
+    changes = np.asarray(changes, dtype=np.float64)
+    n = int(changes.size)
+    mean = float(changes.mean()) if n else float("nan")
+    if n < MIN_TEST_CASES:
+        return PairedStatistics(n, mean, None, None, 1.0)
+    sd = float(changes.std(ddof=1))
+    if sd <= 1e-15 * max(1.0, abs(mean)):
+        return PairedStatistics(n, mean, (mean, mean), None, 1.0 if mean == 0 else 0.0)
+    standard_error = sd / np.sqrt(n)
+    t = mean / standard_error
+    p_value = float(2.0 * stats.t.sf(abs(t), df=n - 1))
+    half = float(stats.t.ppf(0.975, df=n - 1) * standard_error)
+    return PairedStatistics(n, mean, (mean - half, mean + half), mean / sd, min(1.0, p_value))

@@ -40,7 +40,7 @@ DEFAULT_METHOD = DiscoverOptions.method  # what `seg4seg discover` runs by defau
 METHOD_ORDER = list(METHODS)
 QUICK_SCENARIO = "artefact"
 DISCOVER_KEYS = ("min_size", "folds", "n_slices")
-DISCOVERY_VERSION = 4  # bump when a method changes: cached subgroups are then recomputed
+DISCOVERY_VERSION = 5  # bump when a method changes: cached subgroups are then recomputed
 DATA_VERSION = 2  # bump when generation or training changes: cached data and models are redone
 
 

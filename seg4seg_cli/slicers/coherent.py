@@ -8,7 +8,10 @@ predictable, out of fold, from the representation, and groups those:
    label-free columns of cases.parquet (image intensity statistics, predicted volume and
    component counts, uncertainty, numeric metadata; never a column that needs the reference),
    log-scaled when they are counts or volumes, standardised and clipped to ±`clip_sd` so that a
-   single odd case cannot dominate a linear model.
+   single odd case cannot dominate a linear model. `use_outputs=False` leaves out the columns
+   computed from the model's output (predicted volume and components, entropy): fewer false
+   alarms from unrelated failures that share a symptom, but artefacts the model segments as
+   structure are then found less often (docs/methods.md).
 2. Failing cases: the `fail_share` of cases with the largest error (1 − quality).
 3. Out-of-fold prediction: a balanced L2 logistic regression of "failing" on the representation,
    `n_folds`-fold and repeated `n_repeats` times with shuffled folds, gives each case the
@@ -25,7 +28,10 @@ predictable, out of fold, from the representation, and groups those:
 6. Slice (`expand`): every case that looks like the core, failed or not. A second out-of-fold
    logistic regression, core against the rest, and the cases it gives a probability of at least
    0.5. Members of a failure mode on which the model happened to do well belong to it too.
-7. Further slices repeat steps 2-6 on the cases not yet in a slice (another failure mode).
+7. Coherence: a slice whose members are not, on average, closer to one another than to the other
+   cases (mean silhouette below `min_silhouette`, 0) is a scatter of unrelated failures that
+   share a direction of the representation; it is dropped and its cases are not searched again.
+8. Further slices repeat steps 2-7 on the cases not yet in a slice (another failure mode).
 
 Membership strength orders a slice's cases, strongest first: the mean of two percentiles among
 the slice's fit members, of the predicted probability and of closeness to the other members.
@@ -37,7 +43,9 @@ that lies as close to the core as its members do). Slices found on some cases ca
 honestly on others.
 
 The defaults (`fail_share` 0.2, `C` 0.1, Otsu pruning, expansion) were chosen on the benchmark's
-development seeds 100 and 101, never on the seeds reported (docs/methods.md).
+development seeds 100 and 101; the silhouette of 0 on those and on further development test sets
+(seeds 200-203 of every scenario, 200-219 of the null), never on the seeds reported
+(docs/methods.md).
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ from sklearn.model_selection import StratifiedKFold
 from seg4seg_cli.slicers.base import EmbeddingReducer, check_inputs, errors_from_quality
 from seg4seg_cli.slicers.logistic import BalancedLogistic
 
+# columns computed from the model's output (what it predicted), not from what it sees
+MODEL_OUTPUTS = ("vol_pred", "n_comp_pred", "entropy")
 LARGE = 2000  # cases above which one out-of-fold split replaces `n_repeats`
 # columns that need the reference (or compare with it) are never part of the representation
 _REFERENCE_MARKERS = ("_ref", "ref_empty", "pred_empty")
@@ -156,7 +166,8 @@ class CoherentSlicer:
     most one per `pca_cases_per_dim`); `fail_share` of cases labelled failing; `C`, the inverse
     L2 strength of the logistic regression; `n_folds`, `n_repeats` of the out-of-fold
     prediction; `max_share` of all cases one slice may hold; `min_slice_size`; `clip_sd`;
-    `use_features` (False: the embedding alone); `random_state`.
+    `use_features` (False: the embedding alone); `use_outputs` (True: also the model-output
+    columns); `min_silhouette` (None: no coherence check); `random_state`.
     """
 
     def __init__(
@@ -177,6 +188,8 @@ class CoherentSlicer:
         prune_separation: float = 2.5,
         fence_mads: float = 3.0,
         expand: bool = True,
+        min_silhouette: float | None = 0.0,
+        use_outputs: bool = True,
         random_state: int = 0,
     ) -> None:
         self.n_slices = n_slices
@@ -195,6 +208,8 @@ class CoherentSlicer:
         self.prune_separation = prune_separation
         self.fence_mads = fence_mads
         self.expand = expand
+        self.min_silhouette = min_silhouette
+        self.use_outputs = use_outputs
         self.random_state = random_state
 
     # ------------------------------------------------------------------ representation
@@ -217,6 +232,8 @@ class CoherentSlicer:
             spread = scores.std(axis=0)
             self.pc_scale_ = np.where(spread > 1e-12, spread, 1.0)
         use = self.use_features and isinstance(features, pd.DataFrame)
+        if use and not self.use_outputs:
+            features = features[[c for c in features.columns if not c.startswith(MODEL_OUTPUTS)]]
         self.scaler_ = FeatureScaler(self.clip_sd).fit(features) if use else None
         if self.scaler_ is not None and not self.scaler_.columns_:
             self.scaler_ = None
@@ -270,6 +287,8 @@ class CoherentSlicer:
                 break
             cutoff = np.quantile(error[index], 1.0 - self.fail_share)
             failing = error[index] >= cutoff
+            if failing.all():  # most cases tie at the lowest error (e.g. unchanged cases)
+                failing = error[index] > cutoff
             if failing.all() or not failing.any():
                 break
             probability = self._out_of_fold(x[index], failing, salt)
@@ -284,6 +303,13 @@ class CoherentSlicer:
             members = self._core(x, index[order][:m], j)
             if self.expand:
                 probability, members = self._expand(x, index, members, salt, j, probability)
+            if self.min_silhouette is not None and (
+                silhouette(x, members, self.random_state) < self.min_silhouette
+            ):
+                # scattered, not a coherent failure: dropped, and its cases not searched again
+                self._drop_last()
+                remaining[members] = False
+                continue
             column = np.zeros(n_cases)
             column[index] = probability
             self.predicted_ = np.hstack([self.predicted_, column[:, None]])
@@ -305,6 +331,16 @@ class CoherentSlicer:
         ]
         self.memberships_ = self._strengths(x, self.predicted_, self.fit_assigned_, fit_distances)
         return self
+
+    def _drop_last(self) -> None:
+        for bookkeeping in (
+            self.models_,
+            self.thresholds_,
+            self.t_statistics_,
+            self.member_points_,
+            self.max_distance_,
+        ):
+            bookkeeping.pop()
 
     def _core(self, x: np.ndarray, members: np.ndarray, j: int) -> np.ndarray:
         """Slice j's candidates without those far from the others (scattered failures that the
@@ -420,6 +456,31 @@ class CoherentSlicer:
         for j, model in enumerate(self.models_):
             probability[:, j] = model.predict_proba(x)
         return self._strengths(x, probability)
+
+
+def silhouette(x: np.ndarray, members: np.ndarray, seed: int, sample: int = 2000) -> float:
+    """Mean silhouette of `members` against all other cases of `x`: (b - a) / max(a, b) with a
+    the mean distance to the other members and b to the non-members (at most `sample` of each,
+    drawn with `seed`). Positive when the members lie closer to one another than to the rest."""
+    inside = np.zeros(x.shape[0], bool)
+    inside[members] = True
+    rng = np.random.default_rng(seed)
+    own, other = np.flatnonzero(inside), np.flatnonzero(~inside)
+    if own.size < 2 or other.size == 0:
+        return 0.0
+    if own.size > sample:
+        own = np.sort(rng.choice(own, sample, replace=False))
+    if other.size > sample:
+        other = np.sort(rng.choice(other, sample, replace=False))
+
+    def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        squared = (a**2).sum(1)[:, None] - 2 * a @ b.T + (b**2).sum(1)[None, :]
+        return np.sqrt(np.maximum(squared, 0.0))
+
+    within = distances(x[own], x[own])
+    a = within.sum(axis=1) / (own.size - 1)
+    b = distances(x[own], x[other]).mean(axis=1)
+    return float(np.mean((b - a) / np.maximum(np.maximum(a, b), 1e-12)))
 
 
 def _percentile(sorted_reference: np.ndarray, values: np.ndarray) -> np.ndarray:

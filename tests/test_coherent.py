@@ -1,0 +1,115 @@
+"""The coherent slicer's parts against independent references (scikit-learn) and its coherence
+check on data built to have, or not have, a coherent failure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import silhouette_samples
+
+from seg4seg_cli.slicers.coherent import MODEL_OUTPUTS, CoherentSlicer, silhouette
+from seg4seg_cli.slicers.logistic import BalancedLogistic
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_balanced_logistic_matches_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(150, 6))
+    y = (x[:, 0] + rng.normal(size=150)) > 1.0  # unbalanced classes
+    ours = BalancedLogistic(C=0.1).fit(x, y)
+    theirs = LogisticRegression(C=0.1, class_weight="balanced", tol=1e-12, max_iter=10_000)
+    theirs.fit(x, y)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_.ravel(), atol=1e-6)
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_[0], atol=1e-6)
+    np.testing.assert_allclose(ours.predict_proba(x), theirs.predict_proba(x)[:, 1], atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_silhouette_is_the_members_mean_of_scikit_learns(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(80, 5))
+    members = rng.choice(80, 15, replace=False)
+    x[members[:8]] += 2.0  # half of them a little apart
+    labels = np.isin(np.arange(80), members).astype(int)
+    reference = silhouette_samples(x, labels)[labels == 1].mean()
+    assert silhouette(x, members, seed=0) == pytest.approx(reference, abs=1e-7)
+
+
+def _cases(n: int, seed: int, direction_per_failure: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and Dice of `n` cases, 15% failing: along one shared direction (a coherent
+    failure mode) or each along its own random direction (scattered failures)."""
+    rng = np.random.default_rng(seed)
+    embeddings = rng.normal(size=(n, 24))
+    dice = rng.uniform(0.85, 0.97, n)
+    failing = rng.choice(n, int(0.15 * n), replace=False)
+    shared = rng.normal(size=24)
+    for case in failing:
+        direction = rng.normal(size=24) if direction_per_failure else shared
+        embeddings[case] += 4.0 * direction / np.linalg.norm(direction)
+    dice[failing] = rng.uniform(0.3, 0.6, failing.size)
+    return embeddings, dice
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_shared_failure_is_found_and_scattered_ones_are_not(seed):
+    embeddings, dice = _cases(200, seed, direction_per_failure=False)
+    found = CoherentSlicer(random_state=0).fit(embeddings, dice).memberships_
+    failing = dice < 0.7
+    assert found.shape[1] >= 1
+    top = found[:, 0] > 0
+    hits = (top & failing).sum()
+    assert hits >= 0.8 * top.sum() and hits >= 0.5 * failing.sum()
+    embeddings, dice = _cases(200, seed, direction_per_failure=True)
+    scattered = CoherentSlicer(random_state=0).fit(embeddings, dice).memberships_
+    failing = dice < 0.7
+    for j in range(scattered.shape[1]):
+        members = scattered[:, j] > 0
+        assert (members & failing).sum() < 0.5 * members.sum(), "scattered failures as one slice"
+
+
+def test_model_output_columns_are_left_out_only_when_asked():
+    rng = np.random.default_rng(0)
+    features = pd.DataFrame(
+        {
+            "intensity_mean": rng.normal(size=60),
+            "vol_pred_ml": rng.uniform(1, 2, 60),
+            "n_comp_pred": rng.integers(1, 3, 60),
+            "entropy_mean": rng.uniform(0, 1, 60),
+            "vol_ref_ml": rng.uniform(1, 2, 60),
+        }
+    )
+    with_outputs = CoherentSlicer()
+    with_outputs.fit_representation(None, features, 60)
+    assert set(with_outputs.scaler_.columns_) == {
+        "intensity_mean", "vol_pred_ml", "n_comp_pred", "entropy_mean",
+    }  # fmt: skip
+    inputs_only = CoherentSlicer(use_outputs=False)
+    inputs_only.fit_representation(None, features, 60)
+    assert inputs_only.scaler_.columns_ == ["intensity_mean"]
+    assert not any(c.startswith(MODEL_OUTPUTS) for c in inputs_only.scaler_.columns_)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_failures_sharing_only_a_symptom_are_dropped_by_the_coherence_check(seed):
+    """Scattered failures (each its own embedding direction) that all show extra predicted
+    components: a linear model groups them by that symptom; the silhouette check drops the
+    group because its members are no closer to one another than to the other cases."""
+    embeddings, dice = _cases(200, seed, direction_per_failure=True)
+    rng = np.random.default_rng(seed)
+    failing = dice < 0.7
+    features = pd.DataFrame(
+        {
+            "n_comp_pred": np.where(failing, rng.integers(2, 5, 200), 1),
+            "intensity_mean": rng.normal(size=200),
+        }
+    )
+
+    def failing_slices(min_silhouette):
+        slicer = CoherentSlicer(random_state=0, min_silhouette=min_silhouette)
+        found = slicer.fit(embeddings, dice, features).memberships_ > 0
+        return [j for j in range(found.shape[1]) if (found[:, j] & failing).sum() >= 10]
+
+    assert failing_slices(None), "the symptom alone should make a slice without the check"
+    assert failing_slices(0.0) == []
