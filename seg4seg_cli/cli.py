@@ -487,6 +487,12 @@ FailBelowOption = Annotated[
 AlphaOption = Annotated[
     float, typer.Option("--alpha", help="Significance level of the gate (on adjusted p-values).")
 ]
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", help="table (stderr), json or markdown (stdout).")
+]
+JunitOption = Annotated[
+    Path | None, typer.Option("--junit", help="Write the gate as JUnit XML here.")
+]
 ExitZeroOption = Annotated[
     bool, typer.Option("--exit-zero", help="Report, but exit 0 even when the gate fails.")
 ]
@@ -542,16 +548,12 @@ def audit(
     fail_gap: FailGapOption = None,
     fail_below: FailBelowOption = None,
     alpha: AlphaOption = 0.05,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="table (stderr), json or markdown (stdout).")
-    ] = OutputFormat.table,
+    output_format: FormatOption = OutputFormat.table,
     html: Annotated[
         Path | None,
         typer.Option("--html", help="Where to write the HTML report (default OUT/report.html)."),
     ] = None,
-    junit: Annotated[
-        Path | None, typer.Option("--junit", help="Write the gate as JUnit XML here.")
-    ] = None,
+    junit: JunitOption = None,
     exit_zero: ExitZeroOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,

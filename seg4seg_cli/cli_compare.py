@@ -19,6 +19,8 @@ from seg4seg_cli.cli import (
     DeviceChoice,
     DeviceOption,
     ExitZeroOption,
+    FormatOption,
+    JunitOption,
     MetadataOption,
     Method,
     MetricOption,
@@ -102,18 +104,14 @@ def compare(
         ),
     ] = None,
     alpha: AlphaOption = 0.05,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="table (stderr), json or markdown (stdout).")
-    ] = OutputFormat.table,
+    output_format: FormatOption = OutputFormat.table,
     html: Annotated[
         Path | None,
         typer.Option(
             "--html", help="Where to write the HTML report (default OUT/comparison.html)."
         ),
     ] = None,
-    junit: Annotated[
-        Path | None, typer.Option("--junit", help="Write the gate as JUnit XML here.")
-    ] = None,
+    junit: JunitOption = None,
     exit_zero: ExitZeroOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,

@@ -136,6 +136,10 @@ def _prepare_side(options: CompareOptions, name: str, step: int) -> Side:
                 device=options.device, on_settings_change="redo",
             )
         )  # fmt: skip
+        console.case_summary(
+            f"predict ({name})", predicted.new, predicted.reused, predicted.skipped,
+            predicted.seconds, predicted.device, out, is_result=False,
+        )  # fmt: skip
         skipped.update(predicted.skipped)
     console.info(f"compare {step}/4: computing the {name} features")
     features = run_features(
@@ -143,6 +147,10 @@ def _prepare_side(options: CompareOptions, name: str, step: int) -> Side:
             data=options.data, out=out, predictions=predictions, metadata=options.metadata,
             workers=options.workers,
         )
+    )  # fmt: skip
+    console.case_summary(
+        f"features ({name})", features.new, features.reused, features.skipped, features.seconds,
+        "cpu", out, is_result=False,
     )  # fmt: skip
     skipped.update(features.skipped)
     source = str(model) if model is not None else f"predictions {predictions}"

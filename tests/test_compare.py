@@ -183,3 +183,53 @@ def test_the_sample_model_compared_with_itself_reports_no_regression(cli, tmp_pa
     for side in ("baseline", "candidate"):
         assert (tmp_path / "out" / side / "embeddings.parquet").is_file()
         assert len(list((tmp_path / "out" / side / "predictions").glob(f"*{ENDING}"))) == len(cases)
+    # a rerun (as after a crash) redoes nothing that was finished, on either side
+    again = cli(
+        "compare", "--baseline", SAMPLE_MODEL, "--candidate", SAMPLE_MODEL, "--data", data,
+        "--out", tmp_path / "out", "--device", "cpu", "--progress", "never",
+    )  # fmt: skip
+    assert again.code == 0, again.err
+    for step in ("predict", "features"):
+        for side in ("baseline", "candidate"):
+            assert (
+                f"{step} ({side}): {len(cases)} case(s) done (0 new, {len(cases)} reused)"
+                in again.err
+            )
+
+
+def test_a_killed_compare_resumes_without_redoing_the_finished_side(cli, tmp_path):
+    """kill -9 once the candidate side has started: the rerun predicts nothing of the baseline
+    again (it may finish the candidate's remaining cases)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cases = sample_test_case_ids()[1::4]
+    data = make_dataset(tmp_path / "raw", cases)
+    out = tmp_path / "out"
+    args = [
+        "compare", "--baseline", str(SAMPLE_MODEL), "--candidate", str(SAMPLE_MODEL),
+        "--data", str(data), "--out", str(out), "--device", "cpu", "--progress", "never",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "seg4seg_cli", "-q", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 600
+    while process.poll() is None and time.monotonic() < deadline:
+        if (out / "candidate").is_dir():
+            break
+        time.sleep(0.05)
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (out / "baseline" / "cases.parquet").is_file()  # the baseline side had finished
+    again = cli(*args)
+    assert again.code == 0, again.err
+    n = len(cases)
+    assert f"predict (baseline): {n} case(s) done (0 new, {n} reused)" in again.err
+    assert json.loads((out / "comparison.json").read_text())["n_cases"] == n
