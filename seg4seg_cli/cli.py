@@ -655,7 +655,8 @@ def report(
 @app.command(
     epilog=(
         "Examples:\n\n"
-        "  seg4seg merge audit_X      (after every part of predict/features --num-parts N has run)"
+        "  seg4seg merge audit_X      (after every part of predict/features --num-parts N has run)\n\n"
+        "  seg4seg merge compare_X    (a compare out folder: merges baseline/ and candidate/)"
     )
 )
 def merge(
@@ -671,12 +672,15 @@ def merge(
     _apply_verbosity(quiet, verbose, progress)
     from seg4seg_cli.merge import run_merge
 
-    result = run_merge(out)
-    console.console.print(
-        f"merge: {result.num_parts} part(s), {result.n_cases} case rows, {result.n_embeddings} embeddings, "
-        f"{len(result.skipped)} case(s) skipped by the parts -> {out}",
-        markup=False,
-    )
+    # a compare out folder holds one sharded audit folder per model: merge each
+    sides = [out / side for side in ("baseline", "candidate") if (out / side / "shards").is_dir()]
+    for folder in sides if not (out / "shards").is_dir() and sides else [out]:
+        result = run_merge(folder)
+        console.console.print(
+            f"merge: {result.num_parts} part(s), {result.n_cases} case rows, {result.n_embeddings} embeddings, "
+            f"{len(result.skipped)} case(s) skipped by the parts -> {folder}",
+            markup=False,
+        )
 
 
 @app.command(

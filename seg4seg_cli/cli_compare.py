@@ -26,7 +26,9 @@ from seg4seg_cli.cli import (
     MetricOption,
     MinSizeOption,
     NSlicesOption,
+    NumPartsOption,
     OutputFormat,
+    PartIdOption,
     ProgressMode,
     ProgressOption,
     QuietOption,
@@ -88,6 +90,8 @@ def compare(
     checkpoint: CheckpointOption = "checkpoint_final.pth",
     device: DeviceOption = DeviceChoice.auto,
     workers: WorkersOption = 1,
+    num_parts: NumPartsOption = None,
+    part_id: PartIdOption = None,
     fail_regression: Annotated[
         float | None,
         typer.Option(
@@ -124,7 +128,8 @@ def compare(
     2 bad input, 3 internal error. A rerun reuses both sides' finished predictions and features.
     """
     _apply_verbosity(quiet, verbose, progress)
-    from seg4seg_cli.compare import CompareOptions, CompareRules, run_compare
+    from seg4seg_cli.cases import resolve_part
+    from seg4seg_cli.compare import CompareOptions, CompareRules, run_compare, run_compare_part
     from seg4seg_cli.compare_report import (
         render_comparison,
         render_comparison_junit,
@@ -132,16 +137,20 @@ def compare(
     )
     from seg4seg_cli.gate import FAIL, NOT_GATED, PASS, verdict_line
 
-    payload, verdict = run_compare(
-        CompareOptions(
+    parts, part = resolve_part(num_parts, part_id)  # defaults from a SLURM array
+    options = CompareOptions(
             data=data, out=out, baseline=baseline, candidate=candidate,
             baseline_predictions=baseline_predictions, candidate_predictions=candidate_predictions,
             metadata=metadata, method=method.value, metric=metric, n_slices=n_slices,
             min_size=min_size, seed=_seed(seed), folds=crossfit_folds, device=device.value,
             checkpoint=checkpoint, workers=workers,
             rules=CompareRules(fail_regression=fail_regression, fail_mean_drop=fail_mean_drop, alpha=alpha),
-        )
+            num_parts=parts, part_id=part,
     )  # fmt: skip
+    if options.num_parts > 1:  # one part of a sharded comparison: no pairing yet
+        run_compare_part(options)
+        return
+    payload, verdict = run_compare(options)
     markdown = render_comparison_markdown(payload, verdict.as_dict())
     atomic.write_bytes(out / "comparison.md", markdown.encode("utf-8"))
     if junit is not None:

@@ -91,6 +91,8 @@ class CompareOptions:
     device: str = "auto"
     checkpoint: str = "checkpoint_final.pth"
     workers: int = 1
+    num_parts: int = 1  # >1: predict and compute features of one part of the cases only
+    part_id: int = 0
     rules: CompareRules = field(default_factory=CompareRules)
 
 
@@ -133,7 +135,8 @@ def _prepare_side(options: CompareOptions, name: str, step: int) -> Side:
         predicted = run_predict(
             PredictOptions(
                 model=model, out=out, data=options.data, checkpoint=options.checkpoint,
-                device=options.device, on_settings_change="redo",
+                device=options.device, on_settings_change="redo", num_parts=options.num_parts,
+                part_id=options.part_id,
             )
         )  # fmt: skip
         console.case_summary(
@@ -145,7 +148,7 @@ def _prepare_side(options: CompareOptions, name: str, step: int) -> Side:
     features = run_features(
         FeaturesOptions(
             data=options.data, out=out, predictions=predictions, metadata=options.metadata,
-            workers=options.workers,
+            workers=options.workers, num_parts=options.num_parts, part_id=options.part_id,
         )
     )  # fmt: skip
     console.case_summary(
@@ -383,6 +386,17 @@ def evaluate_compare_gate(payload: dict, rules: CompareRules) -> Verdict:
         )
     verdict.passed = not verdict.reasons
     return verdict
+
+
+def run_compare_part(options: CompareOptions) -> None:
+    """One part of a sharded comparison: both sides' predictions and features of that part."""
+    _check(options)
+    for i, name in enumerate(SIDES):
+        _prepare_side(options, name, i + 1)
+    console.info(
+        f"compare part {options.part_id} of {options.num_parts} done; when every part is, run "
+        f"`seg4seg merge {options.out}`, then this command without --num-parts/--part-id"
+    )
 
 
 def run_compare(options: CompareOptions) -> tuple[dict, Verdict]:

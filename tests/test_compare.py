@@ -233,3 +233,23 @@ def test_a_killed_compare_resumes_without_redoing_the_finished_side(cli, tmp_pat
     n = len(cases)
     assert f"predict (baseline): {n} case(s) done (0 new, {n} reused)" in again.err
     assert json.loads((out / "comparison.json").read_text())["n_cases"] == n
+
+
+def test_sharded_parts_merged_give_the_same_comparison_as_one_run(cli, planted, tmp_path):
+    baseline, candidate, _, _ = planted
+    whole = _compare(cli, tmp_path / "whole", baseline, candidate)
+    assert whole.code == 0, whole.err
+    sharded = tmp_path / "sharded"
+    for part in range(3):
+        result = _compare(cli, sharded, baseline, candidate, "--num-parts", "3", "--part-id", part)
+        assert result.code == 0 and f"compare part {part} of 3 done" in result.err
+        assert not (sharded / "comparison.json").exists()  # nothing is paired before the merge
+    merged = cli("merge", sharded)
+    assert merged.code == 0 and merged.err.count("merge: 3 part(s)") == 2
+    final = _compare(cli, sharded, baseline, candidate)
+    assert final.code == 0, final.err
+    assert final.err.count("(0 new, 200 reused)") == 2  # features of both sides, from the parts
+    one, parts = (
+        json.loads((f / "comparison.json").read_text()) for f in (tmp_path / "whole", sharded)
+    )
+    assert parts["overall"] == one["overall"] and parts["subgroups"] == one["subgroups"]
