@@ -44,7 +44,6 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from seg4seg_cli.bench import train
 from seg4seg_cli.bench.synthetic import FILE_ENDING, Look, make_case, write_nifti
@@ -143,7 +142,7 @@ def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
     return float("nan") if denom == 0 else 2.0 * float(np.logical_and(pred, ref).sum()) / denom
 
 
-def evaluate(model_dir: Path = MODEL_DIR) -> dict:
+def evaluate(model_dir: Path = MODEL_DIR, dataset_dir: Path = DATASET_DIR) -> dict:
     """Predict imagesTs with an exported model and return per-case Dice and group means."""
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -161,9 +160,9 @@ def evaluate(model_dir: Path = MODEL_DIR) -> dict:
         predictor.initialize_from_trained_model_folder(str(model_dir), use_folds=(0,))
         # The sequential API prints one line per case; keep the build output readable.
         with contextlib.redirect_stdout(io.StringIO()):
-            predictor.predict_from_files_sequential(str(DATASET_DIR / "imagesTs"), out)
+            predictor.predict_from_files_sequential(str(dataset_dir / "imagesTs"), out)
         dice = {}
-        for ref_path in sorted((DATASET_DIR / "labelsTs").iterdir()):
+        for ref_path in sorted((dataset_dir / "labelsTs").iterdir()):
             case_id = ref_path.name[: -len(FILE_ENDING)]
             ref = sitk.GetArrayFromImage(sitk.ReadImage(str(ref_path))) > 0
             pred = sitk.GetArrayFromImage(sitk.ReadImage(str(Path(out) / ref_path.name))) > 0
@@ -180,60 +179,66 @@ def evaluate(model_dir: Path = MODEL_DIR) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# The candidate model of `seg4seg compare`: better on average, worse on large structures
+# `seg4seg compare`'s sample: a candidate model, and a test set with a new site
 # ----------------------------------------------------------------------------------------------
 CANDIDATE_NAME = "Dataset991_Seg4SegCandidate"
 CANDIDATE_DIR = MODEL_ROOT / CANDIDATE_NAME / "nnUNetTrainer__nnUNetPlans__2d"
-REGRESSION_JSON = HERE / "planted_regression.json"
 CANDIDATE_SEED = 991
-N_CANDIDATE_PLAIN = 40
-N_CANDIDATE_ARTEFACT = 20
-LARGE_AREA_PX = 400  # structures at least this large were traced tightly (label eroded)
+CANDIDATE_EPOCHS = 30  # the baseline had 10: the candidate is better where it was not biased
+N_CANDIDATE_PLAIN = 70
+N_CANDIDATE_SITE_D = 25  # striped structures (site D's reconstruction), traced TIGHT_PX inside
 TIGHT_PX = 2
+COMPARE_SEED = 992
+N_COMPARE_SITE_D = 24
 
 
 def generate_candidate_training(folder: Path) -> Path:
-    """The candidate's training set: the baseline's kind of cases plus artefact cases labelled
-    without the artefact (it learns to ignore it: better on site C), but a biased annotator traced
-    every large structure TIGHT_PX inside its edge (it learns to under-segment them)."""
+    """The candidate's training set: more plain cases than the baseline's, and site D's striped
+    structures, whose annotator traced every edge TIGHT_PX inside (the candidate learns to
+    under-segment striped structures)."""
     rng = np.random.default_rng(CANDIDATE_SEED)
     dataset = folder / CANDIDATE_NAME
     for sub in ("imagesTr", "labelsTr"):
         (dataset / sub).mkdir(parents=True)
-    n_cases = N_CANDIDATE_PLAIN + N_CANDIDATE_ARTEFACT
+    n_cases = N_CANDIDATE_PLAIN + N_CANDIDATE_SITE_D
     dataset_json = json.loads((DATASET_DIR / "dataset.json").read_text())
     dataset_json.update(name=CANDIDATE_NAME, numTraining=n_cases)
     (dataset / "dataset.json").write_text(json.dumps(dataset_json, indent=4) + "\n")
-    yy, xx = np.mgrid[-TIGHT_PX : TIGHT_PX + 1, -TIGHT_PX : TIGHT_PX + 1]
-    tight = yy**2 + xx**2 <= TIGHT_PX**2
     for i in range(n_cases):
-        image, label = make_case(rng, Look(artefact=i >= N_CANDIDATE_PLAIN))
-        if label.sum() >= LARGE_AREA_PX:
-            label = ndimage.binary_erosion(label > 0, tight).astype(np.uint8)
+        site_d = i >= N_CANDIDATE_PLAIN
+        look = Look(stripes=True, erode_label=TIGHT_PX) if site_d else Look()
+        image, label = make_case(rng, look)
         write_nifti(image, dataset / "imagesTr" / f"candidate_{i:03d}_0000{FILE_ENDING}")
         write_nifti(label, dataset / "labelsTr" / f"candidate_{i:03d}{FILE_ENDING}")
     return dataset
 
 
-def write_planted_regression() -> list[str]:
-    """The test cases whose structure is large: where the candidate is expected to regress."""
-    large = []
-    for path in sorted((DATASET_DIR / "labelsTs").glob(f"*{FILE_ENDING}")):
-        if sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(bool).sum() >= LARGE_AREA_PX:
-            large.append(path.name[: -len(FILE_ENDING)])
-    description = (
-        f"Test cases whose structure covers at least {LARGE_AREA_PX} pixels: the candidate model "
-        f"was trained on labels of large structures traced {TIGHT_PX} px inside their edge, so it "
-        "under-segments them, while it learnt to ignore site C's artefact. For tests only."
+def write_compare_data(folder: Path) -> list[str]:
+    """The test set of `make demo-compare`, generated (not stored): the sample's 200 test cases
+    and N_COMPARE_SITE_D cases of a new site D (striped structures, clean references). Returns the
+    site D case ids: where the candidate regresses."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    for sub in ("imagesTs", "labelsTs"):
+        shutil.copytree(DATASET_DIR / sub, folder / sub)
+    shutil.copy(DATASET_DIR / "dataset.json", folder / "dataset.json")
+    rng = np.random.default_rng(COMPARE_SEED)
+    site_d = [f"site_d_{i:03d}" for i in range(N_COMPARE_SITE_D)]
+    for case_id in site_d:
+        image, label = make_case(rng, Look(stripes=True))
+        write_nifti(image, folder / "imagesTs" / f"{case_id}_0000{FILE_ENDING}")
+        write_nifti(label, folder / "labelsTs" / f"{case_id}{FILE_ENDING}")
+    (folder / "planted_regression.json").write_text(
+        json.dumps({"description": "site D: striped structures", "case_ids": site_d}, indent=2)
+        + "\n"
     )
-    REGRESSION_JSON.write_text(
-        json.dumps({"description": description, "case_ids": large}, indent=2) + "\n"
-    )
-    return large
+    return site_d
 
 
 def build_candidate() -> None:
-    """Train the candidate in a fresh process (nnU-Net reads its folder variables at import)."""
+    """Train the candidate in a fresh process (nnU-Net reads its folder variables at import)
+    and compare it with the baseline on the generated compare test set."""
     with tempfile.TemporaryDirectory(prefix="seg4seg_candidate_") as tmp:
         dataset = generate_candidate_training(Path(tmp))
         command = [
@@ -243,17 +248,20 @@ def build_candidate() -> None:
             str(dataset),
             str(CANDIDATE_DIR),
         ]
-        subprocess.run(command + ["--seed", str(CANDIDATE_SEED)], check=True)
-    large = write_planted_regression()
-    baseline, candidate = evaluate(MODEL_DIR), evaluate(CANDIDATE_DIR)
-    group = set(large)
-    for name, result in (("baseline", baseline), ("candidate", candidate)):
-        values = result["per_case"]
-        inside = np.nanmean([v for k, v in values.items() if k in group])
-        print(
-            f"{name}: mean Dice {np.nanmean(list(values.values())):.3f}, planted artefact "
-            f"{result['planted_mean']:.3f}, large structures {inside:.3f} (n={len(group)})"
-        )
+        options = ["--seed", str(CANDIDATE_SEED), "--epochs", str(CANDIDATE_EPOCHS)]
+        subprocess.run(command + options, check=True)
+        data = Path(tmp) / "compare_data"
+        site_d = set(write_compare_data(data))
+        planted = set(json.loads(PLANTED_JSON.read_text())["case_ids"])
+        for name, model in (("baseline", MODEL_DIR), ("candidate", CANDIDATE_DIR)):
+            values = evaluate(model, data)["per_case"]
+            groups = {
+                "all": list(values.values()),
+                "site D": [v for k, v in values.items() if k in site_d],
+                "artefact": [v for k, v in values.items() if k in planted],
+                "others": [v for k, v in values.items() if k not in site_d | planted],
+            }
+            print(f"{name}: " + ", ".join(f"{k} {np.nanmean(v):.3f}" for k, v in groups.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,9 +274,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--candidate-only",
         action="store_true",
-        help="rebuild only the candidate model of `seg4seg compare` (and planted_regression.json)",
+        help="rebuild only the candidate model of `seg4seg compare`",
+    )
+    parser.add_argument(
+        "--compare-data",
+        type=Path,
+        metavar="DIR",
+        help="write the test set of `make demo-compare` into DIR and stop",
     )
     args = parser.parse_args(argv)
+    if args.compare_data is not None:
+        print(f"compare test set: {len(write_compare_data(args.compare_data))} site D cases added")
+        return 0
     if args.candidate_only:
         build_candidate()
         return 0

@@ -253,3 +253,34 @@ def test_sharded_parts_merged_give_the_same_comparison_as_one_run(cli, planted, 
         json.loads((f / "comparison.json").read_text()) for f in (tmp_path / "whole", sharded)
     )
     assert parts["overall"] == one["overall"] and parts["subgroups"] == one["subgroups"]
+
+
+def test_the_sample_candidate_is_better_on_average_yet_its_regression_is_found_first(cli, tmp_path):
+    """`make demo-compare`: the candidate model of sample_data against the sample model, on the
+    sample test set plus the generated site D cases."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, SAMPLE
+
+    data = tmp_path / "data"
+    subprocess.run(
+        [sys.executable, str(SAMPLE / "build.py"), "--compare-data", str(data)],
+        check=True,
+        cwd=REPO,
+    )
+    site_d = set(json.loads((data / "planted_regression.json").read_text())["case_ids"])
+    candidate = SAMPLE / "model" / "Dataset991_Seg4SegCandidate" / "nnUNetTrainer__nnUNetPlans__2d"
+    args = [
+        "compare", "--baseline", SAMPLE_MODEL, "--candidate", candidate, "--data", data,
+        "--out", tmp_path / "out", "--device", "cpu", "--fail-regression", "0.05",
+        "--progress", "never",
+    ]  # fmt: skip
+    result = cli(*args)
+    assert result.code == 1, result.err
+    payload = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    assert payload["overall"]["mean_change"] > 0  # better on average
+    top = payload["subgroups"][0]
+    assert top["direction"] == "regression" and top["mean_change"] <= -0.05
+    assert sum(c in site_d for c in top["case_ids"][:10]) >= 8
+    assert cli(*args, "--exit-zero").code == 0
