@@ -91,6 +91,7 @@ class CompareOptions:
     device: str = "auto"
     checkpoint: str = "checkpoint_final.pth"
     workers: int = 1
+    params: dict | None = None  # hyperparameter overrides of the method (as discover's)
     num_parts: int = 1  # >1: predict and compute features of one part of the cases only
     part_id: int = 0
     rules: CompareRules = field(default_factory=CompareRules)
@@ -250,7 +251,9 @@ def _find(
 
     def make(n_fit: int):
         fit_min_size = max(2, math.ceil(min_size * n_fit / n_cases))
-        return make_slicer(options.method, options.n_slices, options.seed, fit_min_size)
+        return make_slicer(
+            options.method, options.n_slices, options.seed, fit_min_size, options.params
+        )
 
     found = []
     for direction, quality in (("regression", paired.change), ("improvement", -paired.change)):
