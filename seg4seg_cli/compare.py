@@ -406,6 +406,8 @@ def run_compare(options: CompareOptions) -> tuple[dict, Verdict]:
     """Both sides, the paired discovery and the gate; writes OUT/comparison.json."""
     started, start_iso = time.perf_counter(), now_iso()
     _check(options)
+    if options.num_parts > 1:
+        raise UsageError("a part of a sharded comparison pairs nothing: use run_compare_part")
     out = Path(options.out)
     sides = {name: _prepare_side(options, name, i + 1) for i, name in enumerate(SIDES)}
     console.info("compare 3/4: pairing the cases")
