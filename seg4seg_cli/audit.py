@@ -8,7 +8,6 @@ runs. A rerun of the same command therefore redoes only what changed.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from seg4seg_cli.features import FeaturesOptions, FeaturesResult, run_features
 from seg4seg_cli.gate import GateRules, Verdict, evaluate_gate
 from seg4seg_cli.predict import PredictOptions, PredictResult, run_predict
 from seg4seg_cli.report_junit import render_junit
-from seg4seg_cli.report_markdown import render_markdown
+from seg4seg_cli.report_markdown import append_step_summary, render_markdown
 from seg4seg_cli.run_record import write_step
 
 
@@ -146,8 +145,5 @@ def write_reports(
     if markdown is not None:
         atomic.write_bytes(markdown, text.encode("utf-8"))
         written["markdown"] = Path(markdown)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+    append_step_summary(text + "\n")
     return written

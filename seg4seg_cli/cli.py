@@ -812,8 +812,6 @@ def bench(
 
 def _render_result(payload: dict, verdict, output_format: str) -> None:
     """json/markdown to stdout; the table and the verdict line to stderr."""
-    from seg4seg_cli.gate import FAIL, NOT_GATED, PASS
-
     if output_format == "json":
         typer.echo(json.dumps(payload, indent=2))
     elif output_format == "markdown":
@@ -822,8 +820,16 @@ def _render_result(payload: dict, verdict, output_format: str) -> None:
         typer.echo(render_markdown(payload, verdict.as_dict()), nl=False)
     elif not console.settings.quiet:
         render_subgroups(payload)
+    print_verdict(verdict)
+
+
+def print_verdict(verdict, hint: str = "--fail-gap or --fail-below") -> None:
+    """The verdict line on stderr, coloured by PASS, FAIL or NOT GATED."""
+    from seg4seg_cli.gate import FAIL, NOT_GATED, PASS, verdict_line
+
     style = {PASS: "bold green", FAIL: "bold red", NOT_GATED: "bold yellow"}[verdict.status]
-    console.console.print(f"[{style}]{rich_escape(verdict.line)}[/{style}]")
+    line = verdict_line(verdict.as_dict(), hint)
+    console.console.print(f"[{style}]{rich_escape(line)}[/{style}]")
 
 
 def _some(items: list[str], limit: int = 10) -> str:

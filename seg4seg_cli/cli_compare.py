@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape as rich_escape
 
 from seg4seg_cli import atomic, console
 from seg4seg_cli.cli import (
@@ -38,6 +36,7 @@ from seg4seg_cli.cli import (
     _apply_verbosity,
     _seed,
     app,
+    print_verdict,
 )
 
 
@@ -135,7 +134,7 @@ def compare(
         render_comparison_junit,
         render_comparison_markdown,
     )
-    from seg4seg_cli.gate import FAIL, NOT_GATED, PASS, verdict_line
+    from seg4seg_cli.report_markdown import append_step_summary
 
     parts, part = resolve_part(num_parts, part_id)  # defaults from a SLURM array
     options = CompareOptions(
@@ -154,23 +153,16 @@ def compare(
     markdown = render_comparison_markdown(payload, verdict.as_dict())
     atomic.write_bytes(out / "comparison.md", markdown.encode("utf-8"))
     if junit is not None:
-        rules = CompareRules(
-            fail_regression=fail_regression, fail_mean_drop=fail_mean_drop, alpha=alpha
-        )
-        atomic.write_bytes(junit, render_comparison_junit(payload, rules).encode("utf-8"))
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(markdown)
+        junit_xml = render_comparison_junit(payload, options.rules)
+        atomic.write_bytes(junit, junit_xml.encode("utf-8"))
+    append_step_summary(markdown)
     if output_format == OutputFormat.json:
         typer.echo(json.dumps(payload, indent=2))
     elif output_format == OutputFormat.markdown:
         typer.echo(markdown, nl=False)
     else:
         render_comparison(payload)
-    line = verdict_line(verdict.as_dict(), hint="--fail-regression or --fail-mean-drop")
-    style = {PASS: "bold green", FAIL: "bold red", NOT_GATED: "bold yellow"}[verdict.status]
-    console.console.print(f"[{style}]{rich_escape(line)}[/{style}]")
+    print_verdict(verdict, hint="--fail-regression or --fail-mean-drop")
     from seg4seg_cli.compare_html import write_comparison_html
 
     report = write_comparison_html(out, html)

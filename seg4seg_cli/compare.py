@@ -21,7 +21,6 @@ Steps of `run_compare`:
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,13 +36,14 @@ from seg4seg_cli.discover import (
     higher_is_better,
     load_out_folder,
     quality_of,
+    slicer_factory,
 )
 from seg4seg_cli.errors import DataError, UsageError
 from seg4seg_cli.features import FeaturesOptions, run_features
 from seg4seg_cli.gate import Verdict
 from seg4seg_cli.predict import PredictOptions, run_predict
 from seg4seg_cli.run_record import now_iso, write_step
-from seg4seg_cli.slicers import METHODS, make_slicer
+from seg4seg_cli.slicers import METHODS
 from seg4seg_cli.statistics import (
     PairedStatistics,
     benjamini_hochberg,
@@ -246,14 +246,11 @@ def _find(
         return []  # the two models agree on every case: nothing to find
     if METHODS[options.method][2] and paired.embeddings is None:
         raise DataError(f"method {options.method} needs embeddings; neither side has any")
-    n_cases = paired.change.size
     features = candidate_features(paired.features)
-
-    def make(n_fit: int):
-        fit_min_size = max(2, math.ceil(min_size * n_fit / n_cases))
-        return make_slicer(
-            options.method, options.n_slices, options.seed, fit_min_size, options.params
-        )
+    make = slicer_factory(
+        options.method, options.n_slices, options.seed, min_size, paired.change.size,
+        options.params,
+    )  # fmt: skip
 
     found = []
     for direction, quality in (("regression", paired.change), ("improvement", -paired.change)):

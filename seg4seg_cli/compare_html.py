@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from seg4seg_cli import __version__, atomic
 from seg4seg_cli.compare_report import overall_line
-from seg4seg_cli.discover import load_out_folder
 from seg4seg_cli.report_html import (
     CSS,
     LEGEND,
@@ -50,11 +50,11 @@ class Sides:
         self.values, self.files, self.problems = {}, {}, {}
         for side in ("baseline", "candidate"):
             folder = out / side
-            cases, _, _ = load_out_folder(folder)
+            cases = pq.read_table(folder / "cases.parquet", columns=["case_id", metric])
             self.values[side] = dict(
                 zip(
-                    cases["case_id"],
-                    cases[metric].to_numpy(dtype=float, na_value=np.nan),
+                    cases.column("case_id").to_pylist(),
+                    cases.column(metric).to_numpy(zero_copy_only=False).astype(float),
                     strict=True,
                 )
             )

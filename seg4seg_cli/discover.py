@@ -172,14 +172,26 @@ def _find_candidates(
                 "(run seg4seg predict, or features, which writes image descriptors when there is no model)"
             )
 
-        def make(n_fit: int, method: str = method):
-            fit_min_size = max(2, math.ceil(min_size * n_fit / n_cases))
-            return make_slicer(method, options.n_slices, options.seed, fit_min_size, options.params)
-
+        make = slicer_factory(
+            method, options.n_slices, options.seed, min_size, n_cases, options.params
+        )
         candidates += cross_fit(
             method, make, embeddings, quality, features, folds, min_size, tie_break
         )
     return candidates
+
+
+def slicer_factory(
+    method: str, n_slices: int, seed: int, min_size: int, n_cases: int, params: dict | None
+):
+    """`make(n_fit)` for `cross_fit`: the method's slicer for a fit on n_fit of the n_cases, its
+    minimum size scaled down with the share of cases the fit sees."""
+
+    def make(n_fit: int):
+        fit_min_size = max(2, math.ceil(min_size * n_fit / n_cases))
+        return make_slicer(method, n_slices, seed, fit_min_size, params)
+
+    return make
 
 
 def _failing(candidates: list[Candidate], values: np.ndarray, better: bool) -> list[Candidate]:

@@ -7,6 +7,7 @@ bounded whatever the number of cases. Untrusted text (case ids, descriptions) is
 from __future__ import annotations
 
 import html
+import os
 
 from seg4seg_cli.gate import FAIL, NOT_GATED, PASS, verdict_line, verdict_status
 
@@ -80,3 +81,11 @@ def render_markdown(payload: dict, verdict: dict | None = None) -> str:
             text.encode("utf-8")[: MAX_BYTES - 64].decode("utf-8", "ignore") + "\n\n(truncated)\n"
         )
     return text
+
+
+def append_step_summary(text: str) -> None:
+    """Append `text` to the file $GITHUB_STEP_SUMMARY names, when it is set (GitHub Actions)."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(text)

@@ -411,10 +411,9 @@ class CoherentSlicer:
         # rows in batches of at most ~64 MB of distances, whatever the number of members
         batch = max(1, int(8_000_000 // max(1, len(members))))
         for first in range(0, len(points), batch):
-            block = points[first : first + batch]
-            squared = (block**2).sum(axis=1)[:, None] - 2 * block @ members.T + member_norms
+            squared = squared_distances(points[first : first + batch], members, member_norms)
             # the k (+1) smallest per row, without sorting whole rows
-            nearest = np.partition(np.maximum(squared, 0.0), start + k - 1, axis=1)
+            nearest = np.partition(squared, start + k - 1, axis=1)
             nearest = np.sort(nearest[:, : start + k], axis=1)[:, start:]
             result[first : first + batch] = np.sqrt(nearest).mean(axis=1)
         return result
@@ -458,6 +457,16 @@ class CoherentSlicer:
         return self._strengths(x, probability)
 
 
+def squared_distances(
+    a: np.ndarray, b: np.ndarray, b_norms: np.ndarray | None = None
+) -> np.ndarray:
+    """Squared Euclidean distances `(len(a), len(b))`, never below 0 (rounding); `b_norms`, the
+    row-vector of b's squared norms, when the caller reuses it across blocks of a."""
+    if b_norms is None:
+        b_norms = (b**2).sum(axis=1)[None, :]
+    return np.maximum((a**2).sum(axis=1)[:, None] - 2 * a @ b.T + b_norms, 0.0)
+
+
 def silhouette(x: np.ndarray, members: np.ndarray, seed: int, sample: int = 2000) -> float:
     """Mean silhouette of `members` against all other cases of `x`: (b - a) / max(a, b) with a
     the mean distance to the other members and b to the non-members (at most `sample` of each,
@@ -473,13 +482,9 @@ def silhouette(x: np.ndarray, members: np.ndarray, seed: int, sample: int = 2000
     if other.size > sample:
         other = np.sort(rng.choice(other, sample, replace=False))
 
-    def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        squared = (a**2).sum(1)[:, None] - 2 * a @ b.T + (b**2).sum(1)[None, :]
-        return np.sqrt(np.maximum(squared, 0.0))
-
-    within = distances(x[own], x[own])
+    within = np.sqrt(squared_distances(x[own], x[own]))
     a = within.sum(axis=1) / (own.size - 1)
-    b = distances(x[own], x[other]).mean(axis=1)
+    b = np.sqrt(squared_distances(x[own], x[other])).mean(axis=1)
     return float(np.mean((b - a) / np.maximum(np.maximum(a, b), 1e-12)))
 
 
