@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo demo-compare test lint bench bench-features bench-discovery clean
+.PHONY: venv demo demo-3d demo-compare test lint bench bench-features bench-discovery clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,15 @@ SAMPLE_DATA := sample_data/Dataset990_Seg4SegSample
 demo: $(STAMP)
 	$(BIN)/seg4seg audit --model $(SAMPLE_MODEL) --data $(SAMPLE_DATA) --out seg4seg_out \
 		--metadata sample_data/metadata.csv --fail-gap 0.1 --exit-zero
+
+# the 3-D sample: a tiny 3d_fullres model on anisotropic volumes (organ and lesion); its 60 test
+# volumes are generated (not stored), 12 of them with an organ-like artefact the model segments
+SAMPLE_3D_MODEL := sample_data/model/Dataset992_Seg4Seg3D/nnUNetTrainer__nnUNetPlans__3d_fullres
+
+demo-3d: $(STAMP)
+	$(BIN)/python sample_data/build_3d.py --data seg4seg_3d/data
+	$(BIN)/seg4seg audit --model $(SAMPLE_3D_MODEL) --data seg4seg_3d/data --out seg4seg_3d \
+		--device cpu --fail-gap 0.05 --exit-zero
 
 # the candidate model (more training, but site D's striped structures traced tightly) against the
 # sample model, on the sample test set plus 24 generated site D cases: the regression comes first;
@@ -64,4 +73,4 @@ bench-discovery: $(STAMP)
 	$(BIN)/seg4seg bench --methods all --scenarios all --seeds 5 --doc docs/BENCHMARK_DISCOVERY.md
 
 clean:
-	rm -rf seg4seg_out seg4seg_compare seg4seg_bench .pytest_cache build *.egg-info
+	rm -rf seg4seg_out seg4seg_3d seg4seg_compare seg4seg_bench .pytest_cache build *.egg-info

@@ -1,10 +1,11 @@
-"""Train a tiny 2-D nnU-Net v2 on the CPU and export a slim, standard results folder.
+"""Train a tiny nnU-Net v2 (2d or 3d_fullres) on the CPU and export a slim, standard results folder.
 
-Used by `sample_data/build.py` and by `seg4seg bench` (one model per scenario and seed). nnU-Net
+Used by `sample_data/build.py`, `sample_data/build_3d.py` and by `seg4seg bench` (one model per
+scenario and seed). nnU-Net
 reads its folder variables (`nnUNet_raw`, ...) when it is first imported, so each training runs in
 a process of its own::
 
-    python -m seg4seg_cli.bench.train RAW_DATASET_DIR MODEL_DIR [--seed 0]
+    python -m seg4seg_cli.bench.train RAW_DATASET_DIR MODEL_DIR [--seed 0] [--configuration 3d_fullres]
 
 `RAW_DATASET_DIR` is an nnU-Net raw dataset (`DatasetNNN_Name` with `dataset.json`, `imagesTr`,
 `labelsTr`); only the training half is used. `MODEL_DIR` receives `plans.json`, `dataset.json` and
@@ -34,22 +35,37 @@ N_VAL = 4  # fold 0 validates on the last 4 training cases
 TRAINER_NAME_IN_CHECKPOINT = "nnUNetTrainer"
 
 
-def shrink_plans(plans: dict, patch_size: list[int]) -> dict:
-    """Keep only configuration '2d' and make its U-Net tiny (4 stages, 8..64 features)."""
-    config = plans["configurations"]["2d"]
+# The 3-D network for anisotropic volumes (z coarsest): in-plane only first, as nnU-Net plans it.
+PATCH_3D = (16, 40, 40)
+BATCH_SIZE_3D = 2
+FEATURES_3D = [4, 8, 16, 32]  # 3-D convolutions are slow on CPUs: half the 2-D widths
+KERNELS_3D = [[1, 3, 3]] + [[3, 3, 3]] * 3
+STRIDES_3D = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]
+
+
+def shrink_plans(plans: dict, patch_size: list[int], configuration: str = "2d") -> dict:
+    """Keep only `configuration` ('2d' or '3d_fullres') and make its U-Net tiny (4 stages,
+    8..64 features in 2-D, 4..32 in 3-D)."""
+    config = plans["configurations"][configuration]
     n_stages = len(FEATURES_PER_STAGE)
+    features = FEATURES_PER_STAGE if configuration == "2d" else FEATURES_3D
     config["patch_size"] = list(patch_size)
-    config["batch_size"] = BATCH_SIZE
     arch = config["architecture"]["arch_kwargs"]
+    if configuration == "2d":
+        config["batch_size"] = BATCH_SIZE
+        kernels, strides = [[3, 3]] * n_stages, [[1, 1]] + [[2, 2]] * (n_stages - 1)
+    else:
+        config["batch_size"] = BATCH_SIZE_3D
+        kernels, strides = KERNELS_3D, STRIDES_3D
     arch.update(
         n_stages=n_stages,
-        features_per_stage=list(FEATURES_PER_STAGE),
-        kernel_sizes=[[3, 3]] * n_stages,
-        strides=[[1, 1]] + [[2, 2]] * (n_stages - 1),
+        features_per_stage=list(features),
+        kernel_sizes=kernels,
+        strides=strides,
         n_conv_per_stage=[2] * n_stages,
         n_conv_per_stage_decoder=[2] * (n_stages - 1),
     )
-    plans["configurations"] = {"2d": config}
+    plans["configurations"] = {configuration: config}
     return plans
 
 
@@ -62,13 +78,17 @@ def train_and_export(
     raw_dataset: Path,
     model_dir: Path,
     seed: int = 0,
-    patch_size: tuple[int, int] = (64, 64),
+    patch_size: tuple[int, ...] | None = None,
     epochs: int = N_EPOCHS,
+    configuration: str = "2d",
 ) -> float:
     """Train on `raw_dataset`'s training cases and export to `model_dir`; returns training seconds.
 
-    Must run in a fresh process (nnU-Net's folder variables are read at import).
+    Must run in a fresh process (nnU-Net's folder variables are read at import). `patch_size`
+    defaults to 64x64 for '2d' and PATCH_3D for '3d_fullres'.
     """
+    if patch_size is None:
+        patch_size = (64, 64) if configuration == "2d" else PATCH_3D
     raw_dataset, model_dir = Path(raw_dataset).resolve(), Path(model_dir).resolve()
     name = raw_dataset.name
     dataset_id = int(name[len("Dataset") : len("Dataset") + 3])
@@ -108,10 +128,10 @@ def train_and_export(
         plan_experiment_dataset(dataset_id)
         preprocessed = tmp / "preprocessed" / name
         plans_file = preprocessed / "nnUNetPlans.json"
-        plans = shrink_plans(json.loads(plans_file.read_text()), list(patch_size))
+        plans = shrink_plans(json.loads(plans_file.read_text()), list(patch_size), configuration)
         plans_file.write_text(json.dumps(plans, indent=4))
         preprocess_dataset(
-            dataset_id, configurations=("2d",), num_processes=[2], show_progress_bar=False
+            dataset_id, configurations=(configuration,), num_processes=[2], show_progress_bar=False
         )
 
         ending = json.loads((raw / "dataset.json").read_text())["file_ending"]
@@ -140,7 +160,9 @@ def train_and_export(
         dataset_json = json.loads((raw / "dataset.json").read_text())
         trainer_plans = json.loads(plans_file.read_text())
         trainer_plans["continue_training"] = False  # the trainer pops this key
-        trainer = TinyTrainer(trainer_plans, "2d", 0, dataset_json, device=torch.device("cpu"))
+        trainer = TinyTrainer(
+            trainer_plans, configuration, 0, dataset_json, device=torch.device("cpu")
+        )
         start = time.perf_counter()
         trainer.run_training()  # no final validation/export: that is a separate call in nnU-Net
         seconds = time.perf_counter() - start
@@ -159,7 +181,7 @@ def train_and_export(
             "network_weights": network.state_dict(),
             "init_args": {
                 "plans": _plain(trainer.plans_manager.plans),
-                "configuration": "2d",
+                "configuration": configuration,
                 "fold": 0,
                 "dataset_json": _plain(dataset_json),
                 "device": torch.device("cpu"),
@@ -187,8 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model_dir", type=Path, help="results folder to write")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=N_EPOCHS)
+    parser.add_argument("--configuration", choices=("2d", "3d_fullres"), default="2d")
     args = parser.parse_args(argv)
-    seconds = train_and_export(args.raw_dataset, args.model_dir, args.seed, epochs=args.epochs)
+    seconds = train_and_export(
+        args.raw_dataset,
+        args.model_dir,
+        args.seed,
+        epochs=args.epochs,
+        configuration=args.configuration,
+    )
     print(json.dumps({"train_seconds": round(seconds, 1)}))
     return 0
 
