@@ -224,10 +224,18 @@ class NnunetModel:
             raise CaseError(f"image {image_files[0]} contains NaN or inf values; fix the image")
         return data, properties[0]
 
-    def predict(
-        self, data: np.ndarray, properties: dict, probabilities: bool = False
+    def predict_files(
+        self, image_files: tuple[Path, ...], probabilities: bool = False
     ) -> CasePrediction:
-        """Segment one case read by `read_case`, exactly as nnUNetPredictor does, with its embedding."""
+        """Read and segment one case. The raw image is freed once preprocessed, as nnU-Net's own
+        predictor does: on a CT volume it is hundreds of MB that the prediction no longer needs."""
+        data, properties = self.read_case(image_files)
+        preprocessed, properties = self.preprocess(data, properties)
+        del data
+        return self._predict_preprocessed(preprocessed, properties, probabilities)
+
+    def preprocess(self, data: np.ndarray, properties: dict) -> tuple[np.ndarray, dict]:
+        """nnU-Net's preprocessing of a case read by `read_case`: crop, normalise, resample."""
         with nnunet_output(self.verbose):
             preprocessed, _, properties = self.preprocessor.run_case_npy(
                 data,
@@ -237,6 +245,12 @@ class NnunetModel:
                 self.configuration_manager,
                 self.dataset_json,
             )
+        return preprocessed, properties
+
+    def _predict_preprocessed(
+        self, preprocessed: np.ndarray, properties: dict, probabilities: bool
+    ) -> CasePrediction:
+        with nnunet_output(self.verbose):
             self.recorder.reset()
             logits = self.predictor.predict_logits_from_preprocessed_data(
                 torch.from_numpy(preprocessed)

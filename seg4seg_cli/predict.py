@@ -192,8 +192,7 @@ def run_predict(options: PredictOptions) -> PredictResult:
             for case in todo:
                 case_start = time.perf_counter()
                 try:
-                    data, properties = model.read_case(case.image_files)
-                    prediction = model.predict(data, properties, options.save_probabilities)
+                    prediction = model.predict_files(case.image_files, options.save_probabilities)
                     emb_path, *pred_paths = outputs_of(case)
                     cache.write(case.case_id, prediction.embedding)
                     if options.save_probabilities:

@@ -167,16 +167,13 @@ def test_embedding_averages_every_tile_mirror_and_fold(data, case_ids, tmp_path)
     patch = model.configuration_manager.patch_size
     n_mirrors = 2 ** len(model.predictor.allowed_mirroring_axes)
     for case_id in case_ids[:2]:
-        image, properties = model.read_case((data / "imagesTs" / f"{case_id}_0000{ENDING}",))
-        preprocessed, _, _ = model.preprocessor.run_case_npy(
-            image, None, dict(properties), model.plans_manager, model.configuration_manager,
-            model.dataset_json,
-        )  # fmt: skip
+        files = (data / "imagesTs" / f"{case_id}_0000{ENDING}",)
+        preprocessed, _ = model.preprocess(*model.read_case(files))
         steps = compute_steps_for_sliding_window(preprocessed.shape[1:], patch, 0.5)
         n_tiles = int(np.prod([len(s) for s in steps]))
         assert n_tiles >= 4, "the sample must need several tiles"
         seen.clear()
-        prediction = model.predict(image, properties)
+        prediction = model.predict_files(files)
         assert len(seen) == n_tiles * n_mirrors * 2  # two folds
         per_fold = torch.stack(seen).reshape(2, -1, seen[0].numel()).mean(1)
         assert not torch.allclose(per_fold[0], per_fold[1])  # the folds differ
