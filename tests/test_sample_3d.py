@@ -246,18 +246,23 @@ def test_report_shows_each_cases_worst_slice_with_contours_in_place(run, data):
         assert (ref[z][y, x] > 0).all(), case_id
 
 
+def _subset(data, case_ids, folder):
+    """A dataset folder holding copies of some of the test volumes."""
+    for sub in ("imagesTs", "labelsTs"):
+        (folder / sub).mkdir(parents=True)
+    shutil.copy(data / "dataset.json", folder)
+    for case_id in case_ids:
+        shutil.copy(data / "imagesTs" / f"{case_id}_0000{ENDING}", folder / "imagesTs")
+        shutil.copy(data / "labelsTs" / f"{case_id}{ENDING}", folder / "labelsTs")
+    return folder
+
+
 def test_sharded_predict_and_features_merge_to_the_single_run(run, data, case_ids, tmp_path):
     from seg4seg_cli import console
     from seg4seg_cli.cli import main
 
     subset = case_ids[::6]  # 10 volumes
-    small = tmp_path / "data"
-    for sub in ("imagesTs", "labelsTs"):
-        (small / sub).mkdir(parents=True)
-    shutil.copy(data / "dataset.json", small)
-    for case_id in subset:
-        shutil.copy(data / "imagesTs" / f"{case_id}_0000{ENDING}", small / "imagesTs")
-        shutil.copy(data / "labelsTs" / f"{case_id}{ENDING}", small / "labelsTs")
+    small = _subset(data, subset, tmp_path / "data")
     out = tmp_path / "out"
     console.settings.quiet = True
     try:
@@ -287,3 +292,24 @@ def test_discovery_puts_the_planted_subgroup_first_or_second(run, planted):
     subgroups = json.loads((run / "subgroups.json").read_text())["subgroups"]
     precision = [np.mean([c in planted for c in g["case_ids"][:10]]) for g in subgroups[:2]]
     assert max(precision) >= 0.8, [(g["id"], g["size"], g["case_ids"][:10]) for g in subgroups]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_cuda_predictions_equal_nnunet_predictor_on_cuda(cli, data, case_ids, tmp_path):
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    small = _subset(data, case_ids[:6], tmp_path / "data")
+    out, reference = tmp_path / "out", tmp_path / "nnunet"
+    reference.mkdir()
+    result = cli("predict", "-m", MODEL, "-d", small, "-o", out, "--device", "cuda")
+    assert result.code == 0, result.err
+    with contextlib.redirect_stdout(io.StringIO()):
+        predictor = nnUNetPredictor(device=torch.device("cuda"), allow_tqdm=False)
+        predictor.initialize_from_trained_model_folder(str(MODEL), use_folds=(0,))
+        predictor.predict_from_files_sequential(str(small / "imagesTs"), str(reference))
+    for case_id in case_ids[:6]:
+        np.testing.assert_array_equal(
+            _array(out / "predictions" / f"{case_id}{ENDING}"),
+            _array(reference / f"{case_id}{ENDING}"),
+            err_msg=case_id,
+        )
