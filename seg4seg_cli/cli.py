@@ -7,7 +7,6 @@ User errors are Seg4SegError subclasses, caught here once and printed as one lin
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import traceback
 from enum import Enum
@@ -736,80 +735,6 @@ def slurm_script(
     )  # fmt: skip
 
 
-@app.command(
-    epilog=(
-        "Examples:\n\n"
-        "  seg4seg bench --quick                                   (one scenario, the default method, one seed: a few minutes)\n\n"
-        "  seg4seg bench --methods all --scenarios all --seeds 5   (the full table, under 60 min on 2 CPU cores)\n\n"
-        "  seg4seg bench --scenarios artefact,null --methods coherent,coherent:fail_share=0.2\n\n"
-        "Scenarios: artefact, appearance, acquisition, annotation, small, brain, few, null (see docs/bench.md)."
-    ),
-)
-def bench(
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Work folder: data, models, audits, bench.json.")
-    ] = Path("seg4seg_bench"),
-    methods: Annotated[
-        str,
-        typer.Option(
-            "--methods",
-            help="Comma-separated methods or all; name:key=value overrides a hyperparameter.",
-        ),
-    ] = "all",
-    scenarios: Annotated[
-        str, typer.Option("--scenarios", help="Comma-separated scenarios or all.")
-    ] = "all",
-    seeds: Annotated[
-        int, typer.Option("--seeds", help="Seeds per scenario (data, model and discovery).")
-    ] = 3,
-    size: Annotated[
-        int,
-        typer.Option(
-            "--size", help="Test cases per scenario (scenarios with a size of their own keep it)."
-        ),
-    ] = 120,
-    quick: Annotated[
-        bool,
-        typer.Option(
-            "--quick",
-            help="One scenario (artefact), one seed, the default method unless --methods.",
-        ),
-    ] = False,
-    doc: Annotated[
-        Path | None,
-        typer.Option(
-            "--doc", help="Also write the Markdown table here (e.g. docs/BENCHMARK_DISCOVERY.md)."
-        ),
-    ] = None,
-    seed: SeedOption = None,
-    quiet: QuietOption = False,
-    verbose: VerboseOption = False,
-    progress: ProgressOption = ProgressMode.auto,
-) -> None:
-    """Score the discovery methods on planted-failure scenarios, each with its own tiny nnU-Net.
-
-    Generates each scenario's data, trains its model on the CPU (cached in --out), audits the
-    test cases with every method and prints found rate and precision@10 per method and scenario;
-    writes OUT/bench.json and OUT/BENCHMARK_DISCOVERY.md. Seeds run from --seed upwards.
-    """
-    _apply_verbosity(quiet, verbose, progress)
-    from seg4seg_cli.bench.runner import BenchOptions, parse_scenarios, print_table, run_bench
-    from seg4seg_cli.provenance import command_line
-
-    command = " ".join(shlex.quote(a) for a in command_line())
-    payload = run_bench(
-        BenchOptions(
-            out=out, methods=methods, scenarios=scenarios, seeds=seeds, first_seed=_seed(seed),
-            size=size, quick=quick, doc=doc, command=command,
-        )
-    )  # fmt: skip
-    print_table(payload, parse_scenarios(",".join(payload["scenarios"])))
-    console.info(
-        f"bench: {len(payload['runs'])} scenario run(s) in {payload['seconds'] / 60:.1f} min -> "
-        f"{out / 'bench.json'}, {out / 'BENCHMARK_DISCOVERY.md'}" + (f", {doc}" if doc else "")
-    )
-
-
 def _render_result(payload: dict, verdict, output_format: str) -> None:
     """json/markdown to stdout; the table and the verdict line to stderr."""
     if output_format == "json":
@@ -874,4 +799,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # commands in modules of their own register themselves on `app` when imported
-from seg4seg_cli import cli_compare  # noqa: E402, F401
+from seg4seg_cli import cli_bench, cli_compare  # noqa: E402, F401
