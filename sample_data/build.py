@@ -31,9 +31,7 @@ augmentation and CPU kernels), so a rebuilt model gives slightly different Dice 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
-import io
 import json
 import shutil
 import subprocess
@@ -43,8 +41,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
+from seg4seg_cli.bench import evaluate as evaluation
 from seg4seg_cli.bench import train
 from seg4seg_cli.bench.synthetic import FILE_ENDING, Look, make_case, write_nifti
 
@@ -137,36 +135,13 @@ def generate_data() -> dict:
 # ----------------------------------------------------------------------------------------------
 # Evaluation with nnU-Net's own predictor
 # ----------------------------------------------------------------------------------------------
-def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    denom = pred.sum() + ref.sum()
-    return float("nan") if denom == 0 else 2.0 * float(np.logical_and(pred, ref).sum()) / denom
-
-
 def evaluate(model_dir: Path = MODEL_DIR, dataset_dir: Path = DATASET_DIR) -> dict:
     """Predict imagesTs with an exported model and return per-case Dice and group means."""
-    import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
-    torch.set_num_threads(2)
     planted = set(json.loads(PLANTED_JSON.read_text())["case_ids"])
-    with tempfile.TemporaryDirectory(prefix="seg4seg_pred_") as out:
-        predictor = nnUNetPredictor(
-            device=torch.device("cpu"),
-            perform_everything_on_device=False,
-            verbose=False,
-            verbose_preprocessing=False,
-            allow_tqdm=False,
-        )
-        predictor.initialize_from_trained_model_folder(str(model_dir), use_folds=(0,))
-        # The sequential API prints one line per case; keep the build output readable.
-        with contextlib.redirect_stdout(io.StringIO()):
-            predictor.predict_from_files_sequential(str(dataset_dir / "imagesTs"), out)
-        dice = {}
-        for ref_path in sorted((dataset_dir / "labelsTs").iterdir()):
-            case_id = ref_path.name[: -len(FILE_ENDING)]
-            ref = sitk.GetArrayFromImage(sitk.ReadImage(str(ref_path))) > 0
-            pred = sitk.GetArrayFromImage(sitk.ReadImage(str(Path(out) / ref_path.name))) > 0
-            dice[case_id] = _dice(pred, ref)
+    dice = {
+        case_id: evaluation.dice(pred > 0, ref > 0)
+        for case_id, ref, pred in evaluation.nnunet_label_maps(model_dir, dataset_dir, FILE_ENDING)
+    }
     normal = [v for k, v in dice.items() if k not in planted]
     planted_values = [v for k, v in dice.items() if k in planted]
     return {

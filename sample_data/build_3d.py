@@ -21,8 +21,6 @@ training; the model segments it as organ. ``DIR/planted_subgroup.json`` lists th
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import shutil
 import sys
@@ -31,8 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
+from seg4seg_cli.bench import evaluate as evaluation
 from seg4seg_cli.bench import train
 from seg4seg_cli.bench.synthetic3d import FILE_ENDING, draw_spacing, make_volume, write_volume
 
@@ -102,29 +100,12 @@ def write_test_set(folder: Path) -> list[str]:
     return planted
 
 
-def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    denom = pred.sum() + ref.sum()
-    return float("nan") if denom == 0 else 2.0 * float(np.logical_and(pred, ref).sum()) / denom
-
-
 def evaluate(model_dir: Path, data: Path) -> dict[str, dict[str, float]]:
     """Per-case organ and lesion Dice of nnU-Net's own predictor on `data`'s imagesTs."""
-    import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
-    torch.set_num_threads(2)
-    with tempfile.TemporaryDirectory(prefix="seg4seg_pred3d_") as out:
-        predictor = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False, verbose=False)
-        predictor.initialize_from_trained_model_folder(str(model_dir), use_folds=(0,))
-        with contextlib.redirect_stdout(io.StringIO()):
-            predictor.predict_from_files_sequential(str(data / "imagesTs"), out)
-        dice = {}
-        for ref_path in sorted((data / "labelsTs").iterdir()):
-            case_id = ref_path.name[: -len(FILE_ENDING)]
-            ref = sitk.GetArrayFromImage(sitk.ReadImage(str(ref_path)))
-            pred = sitk.GetArrayFromImage(sitk.ReadImage(str(Path(out) / ref_path.name)))
-            dice[case_id] = {name: _dice(pred == v, ref == v) for name, v in LABELS.items() if v}
-    return dice
+    return {
+        case_id: {name: evaluation.dice(pred == v, ref == v) for name, v in LABELS.items() if v}
+        for case_id, ref, pred in evaluation.nnunet_label_maps(model_dir, data, FILE_ENDING)
+    }
 
 
 def _report(dice: dict[str, dict[str, float]], planted: set[str]) -> None:
