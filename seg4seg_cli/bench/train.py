@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 # Tiny network and short schedule (CPU, well under a minute of training).
@@ -35,33 +36,45 @@ N_VAL = 4  # fold 0 validates on the last 4 training cases
 TRAINER_NAME_IN_CHECKPOINT = "nnUNetTrainer"
 
 
-# The 3-D network for anisotropic volumes (z coarsest): in-plane only first, as nnU-Net plans it.
-PATCH_3D = (16, 40, 40)
-BATCH_SIZE_3D = 2
-FEATURES_3D = [4, 8, 16, 32]  # 3-D convolutions are slow on CPUs: half the 2-D widths
-KERNELS_3D = [[1, 3, 3]] + [[3, 3, 3]] * 3
-STRIDES_3D = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]
+@dataclass(frozen=True)
+class TinyUNet:
+    """The shrunken network (4 stages) and batch of one configuration."""
+
+    patch_size: tuple[int, ...]
+    batch_size: int
+    features: tuple[int, ...]
+    kernels: tuple[tuple[int, ...], ...]
+    strides: tuple[tuple[int, ...], ...]
 
 
-def shrink_plans(plans: dict, patch_size: list[int], configuration: str = "2d") -> dict:
-    """Keep only `configuration` ('2d' or '3d_fullres') and make its U-Net tiny (4 stages,
-    8..64 features in 2-D, 4..32 in 3-D)."""
+TINY = {
+    "2d": TinyUNet(
+        (64, 64), BATCH_SIZE, tuple(FEATURES_PER_STAGE), ((3, 3),) * 4, ((1, 1),) + ((2, 2),) * 3
+    ),
+    # anisotropic volumes (z coarsest): in-plane only first, as nnU-Net plans them; half the 2-D
+    # widths, because 3-D convolutions are slow on CPUs
+    "3d_fullres": TinyUNet(
+        (16, 40, 40),
+        2,
+        (4, 8, 16, 32),
+        ((1, 3, 3),) + ((3, 3, 3),) * 3,
+        ((1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2)),
+    ),
+}
+
+
+def shrink_plans(plans: dict, configuration: str = "2d") -> dict:
+    """Keep only `configuration` ('2d' or '3d_fullres') and make its U-Net the TINY one."""
     config = plans["configurations"][configuration]
-    n_stages = len(FEATURES_PER_STAGE)
-    features = FEATURES_PER_STAGE if configuration == "2d" else FEATURES_3D
-    config["patch_size"] = list(patch_size)
-    arch = config["architecture"]["arch_kwargs"]
-    if configuration == "2d":
-        config["batch_size"] = BATCH_SIZE
-        kernels, strides = [[3, 3]] * n_stages, [[1, 1]] + [[2, 2]] * (n_stages - 1)
-    else:
-        config["batch_size"] = BATCH_SIZE_3D
-        kernels, strides = KERNELS_3D, STRIDES_3D
-    arch.update(
+    tiny = TINY[configuration]
+    n_stages = len(tiny.features)
+    config["patch_size"] = list(tiny.patch_size)
+    config["batch_size"] = tiny.batch_size
+    config["architecture"]["arch_kwargs"].update(
         n_stages=n_stages,
-        features_per_stage=list(features),
-        kernel_sizes=kernels,
-        strides=strides,
+        features_per_stage=list(tiny.features),
+        kernel_sizes=[list(k) for k in tiny.kernels],
+        strides=[list(k) for k in tiny.strides],
         n_conv_per_stage=[2] * n_stages,
         n_conv_per_stage_decoder=[2] * (n_stages - 1),
     )
@@ -78,17 +91,13 @@ def train_and_export(
     raw_dataset: Path,
     model_dir: Path,
     seed: int = 0,
-    patch_size: tuple[int, ...] | None = None,
     epochs: int = N_EPOCHS,
     configuration: str = "2d",
 ) -> float:
     """Train on `raw_dataset`'s training cases and export to `model_dir`; returns training seconds.
 
-    Must run in a fresh process (nnU-Net's folder variables are read at import). `patch_size`
-    defaults to 64x64 for '2d' and PATCH_3D for '3d_fullres'.
+    Must run in a fresh process (nnU-Net's folder variables are read at import).
     """
-    if patch_size is None:
-        patch_size = (64, 64) if configuration == "2d" else PATCH_3D
     raw_dataset, model_dir = Path(raw_dataset).resolve(), Path(model_dir).resolve()
     name = raw_dataset.name
     dataset_id = int(name[len("Dataset") : len("Dataset") + 3])
@@ -128,7 +137,7 @@ def train_and_export(
         plan_experiment_dataset(dataset_id)
         preprocessed = tmp / "preprocessed" / name
         plans_file = preprocessed / "nnUNetPlans.json"
-        plans = shrink_plans(json.loads(plans_file.read_text()), list(patch_size), configuration)
+        plans = shrink_plans(json.loads(plans_file.read_text()), configuration)
         plans_file.write_text(json.dumps(plans, indent=4))
         preprocess_dataset(
             dataset_id, configurations=(configuration,), num_processes=[2], show_progress_bar=False
