@@ -12,8 +12,8 @@ demand (``make demo-3d``, the tests) in about a second, byte-identical on every 
 
 The cases (``seg4seg_cli/bench/synthetic3d.py``) are anisotropic volumes, 40 x 44.8 x 44.8 mm at a
 spacing drawn per case from 2.0/2.5/3.0 mm slices and 0.7/0.8/0.9 mm pixels, with two labels: an
-organ (1) and a lesion inside it (2). nnU-Net resamples most of them to its target spacing, and its
-sliding window needs 4 tiles of 16 x 40 x 40 voxels per case. ``N_PLANTED`` of the ``N_TEST``
+organ (1) and a lesion inside it (2). nnU-Net resamples most of them to its target spacing
+(2.0 x 0.8 x 0.8 mm), and its sliding window needs 8 tiles of 16 x 40 x 40 voxels per case. ``N_PLANTED`` of the ``N_TEST``
 test cases carry the planted failure: an organ-like artefact 2-4 mm from the organ, never seen in
 training; the model segments it as organ. ``DIR/planted_subgroup.json`` lists them.
 """

@@ -61,15 +61,18 @@ def cli(capsys):
     return run
 
 
-def make_dataset(root: Path, case_ids: list[str], name: str = "Dataset990_Small") -> Path:
-    """A raw nnU-Net dataset folder holding copies of the given sample test cases."""
+def make_dataset(
+    root: Path, case_ids: list[str], name: str = "Dataset990_Small", source: Path = SAMPLE_DATA
+) -> Path:
+    """A raw nnU-Net dataset folder holding copies of the given test cases of `source` (default:
+    the sample dataset)."""
     dataset = root / name
     (dataset / "imagesTs").mkdir(parents=True)
     (dataset / "labelsTs").mkdir()
-    shutil.copy(SAMPLE_DATA / "dataset.json", dataset / "dataset.json")
+    shutil.copy(source / "dataset.json", dataset / "dataset.json")
     for case_id in case_ids:
-        shutil.copy(SAMPLE_DATA / "imagesTs" / f"{case_id}_0000{ENDING}", dataset / "imagesTs")
-        shutil.copy(SAMPLE_DATA / "labelsTs" / f"{case_id}{ENDING}", dataset / "labelsTs")
+        shutil.copy(source / "imagesTs" / f"{case_id}_0000{ENDING}", dataset / "imagesTs")
+        shutil.copy(source / "labelsTs" / f"{case_id}{ENDING}", dataset / "labelsTs")
     return dataset
 
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import REPO, SAMPLE
+from conftest import REPO, SAMPLE, make_dataset
 from PIL import Image
 from test_metrics import monai_end_to_end, reference_overlap
 
@@ -246,23 +246,12 @@ def test_report_shows_each_cases_worst_slice_with_contours_in_place(run, data):
         assert (ref[z][y, x] > 0).all(), case_id
 
 
-def _subset(data, case_ids, folder):
-    """A dataset folder holding copies of some of the test volumes."""
-    for sub in ("imagesTs", "labelsTs"):
-        (folder / sub).mkdir(parents=True)
-    shutil.copy(data / "dataset.json", folder)
-    for case_id in case_ids:
-        shutil.copy(data / "imagesTs" / f"{case_id}_0000{ENDING}", folder / "imagesTs")
-        shutil.copy(data / "labelsTs" / f"{case_id}{ENDING}", folder / "labelsTs")
-    return folder
-
-
 def test_sharded_predict_and_features_merge_to_the_single_run(run, data, case_ids, tmp_path):
     from seg4seg_cli import console
     from seg4seg_cli.cli import main
 
     subset = case_ids[::6]  # 10 volumes
-    small = _subset(data, subset, tmp_path / "data")
+    small = make_dataset(tmp_path, subset, "data", source=data)
     out = tmp_path / "out"
     console.settings.quiet = True
     try:
@@ -298,7 +287,7 @@ def test_discovery_puts_the_planted_subgroup_first_or_second(run, planted):
 def test_cuda_predictions_equal_nnunet_predictor_on_cuda(cli, data, case_ids, tmp_path):
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    small = _subset(data, case_ids[:6], tmp_path / "data")
+    small = make_dataset(tmp_path, case_ids[:6], "data", source=data)
     out, reference = tmp_path / "out", tmp_path / "nnunet"
     reference.mkdir()
     result = cli("predict", "-m", MODEL, "-d", small, "-o", out, "--device", "cuda")

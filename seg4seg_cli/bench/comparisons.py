@@ -40,7 +40,7 @@ from seg4seg_cli import __version__, atomic, console
 from seg4seg_cli.bench import runner
 from seg4seg_cli.bench import scenarios as sc
 from seg4seg_cli.bench.score import ALARM_GAP, ALARM_P, score
-from seg4seg_cli.compare import CompareOptions, run_compare
+from seg4seg_cli.compare import CompareOptions, run_compare, significant
 from seg4seg_cli.errors import UsageError
 from seg4seg_cli.predict import PredictOptions, run_predict
 
@@ -152,15 +152,13 @@ def _compare(
 
 def _result(payload: dict, folder: Path, truth: list[str]) -> dict:
     regressions = [g for g in payload["subgroups"] if g["direction"] == "regression"]
-    significant = [
-        g for g in regressions if g["p_adjusted"] is not None and g["p_adjusted"] < ALARM_P
-    ]
+    tested = [g for g in regressions if significant(g, ALARM_P)]
     result = {
         "compare": score(_as_scored(regressions), truth).as_dict(),
         "n_regressions": len(regressions),
-        "significant_regressions": len(significant),
+        "significant_regressions": len(tested),
         "largest_significant_drop": (
-            round(-min(g["mean_change"] for g in significant), 4) if significant else None
+            round(-min(g["mean_change"] for g in tested), 4) if tested else None
         ),
         "mean_change": payload["overall"]["mean_change"],
     }
