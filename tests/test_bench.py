@@ -348,6 +348,31 @@ def test_scattered_regressions_damage_fifteen_percent_of_the_others_only(tmp_pat
     assert all((first / p.name).read_bytes() == (again / p.name).read_bytes() for p in files)
 
 
+def test_scatter_in_place_damages_a_compare_side_once_and_resumes_from_the_original(tmp_path):
+    from conftest import SAMPLE_DATA
+
+    from seg4seg_cli.bench.comparisons import scatter_in_place, scatter_regressions
+
+    files = sorted((SAMPLE_DATA / "labelsTs").glob("*.nii.gz"))[:20]
+    side = tmp_path / "candidate"
+    (side / "predictions").mkdir(parents=True)
+    (side / "embeddings.parquet").write_bytes(b"kept")
+    for path in files:
+        (side / "predictions" / path.name).write_bytes(path.read_bytes())
+    expected = scatter_regressions(side / "predictions", set(), 5, tmp_path / "expected")
+
+    # a run killed after moving the undamaged copy aside restarts from that copy
+    (side / "predictions").rename(side / "predictions.original")
+    (side / "predictions").mkdir()
+    scatter_in_place(side, set(), 5)
+    assert (side / "scattered.json").is_file() and not (side / "predictions.original").exists()
+    assert (side / "embeddings.parquet").read_bytes() == b"kept"
+    damaged = {p.name: (side / "predictions" / p.name).read_bytes() for p in files}
+    assert all(damaged[p.name] == (expected / p.name).read_bytes() for p in files)
+    scatter_in_place(side, set(), 5)  # done once: a rerun changes nothing
+    assert all(damaged[p.name] == (side / "predictions" / p.name).read_bytes() for p in files)
+
+
 def test_worst_delta_k_takes_the_largest_drops_and_regressions_score_by_their_drop():
     import pandas as pd
 

@@ -17,6 +17,10 @@ Built from the discovery bench's own models and test sets (trained and cached th
   least 0.05 worse (the discovery bench's alarm criterion); regressions that are significant
   but smaller are counted apart.
 
+Every comparison runs through both models, as `seg4seg compare --baseline MODEL --candidate MODEL`
+does: both predictions and both sets of encoder embeddings (the scattered damage is done to the
+candidate's predictions inside compare's out folder, after predicting).
+
 Scored as the discovery bench: found when the best of the top-3 regressions has precision@10 of at
 least 0.8. The worst-delta-k row is the k cases whose metric dropped most, k the planted size.
 """
@@ -61,18 +65,12 @@ class ComparisonBenchOptions:
 
 
 def _predict(model: Path, data: Path, out: Path) -> Path:
-    """The model's predictions of `data` (resumable), under `out`."""
+    """The model's predictions (and embeddings) of `data` under `out` (resumable)."""
     with runner.inner_steps_quiet():
         run_predict(
             PredictOptions(model=model, out=out, data=data, device="cpu", on_settings_change="redo")
         )
     return out / "predictions"
-
-
-def _scenario_predictions(model: Path, test: Path) -> Path:
-    """The predictions of the scenario's own audit (as `seg4seg bench` makes it; resumable)."""
-    runner.audit_test_set(test / "test", model, test / "audit")
-    return test / "audit" / "predictions"
 
 
 def scatter_regressions(predictions: Path, keep: set[str], seed: int, target: Path) -> Path:
@@ -114,6 +112,25 @@ def scatter_regressions(predictions: Path, keep: set[str], seed: int, target: Pa
     return target
 
 
+def scatter_in_place(side: Path, keep: set[str], seed: int) -> None:
+    """Damage the predictions of a compare side folder (`side/predictions`) once, as
+    `scatter_regressions` does, keeping the side's embeddings; a marker file makes it resumable
+    (a killed run restarts from the undamaged copy)."""
+    marker = side / "scattered.json"
+    if marker.is_file():
+        return
+    predictions, original = side / "predictions", side / "predictions.original"
+    source = original if original.is_dir() else predictions
+    damaged = scatter_regressions(source, keep, seed, side / "predictions.scattered")
+    if source == predictions:
+        predictions.rename(original)
+    elif predictions.is_dir():
+        shutil.rmtree(predictions)
+    damaged.rename(predictions)
+    atomic.write_json(marker, {"seed": seed, "share": SCATTER_SHARE})
+    shutil.rmtree(original)
+
+
 def _as_scored(regressions: list[dict]) -> list[dict]:
     """compare's regressions in the shape `score` reads: gap = how much worse (−mean change)."""
     return [
@@ -140,11 +157,13 @@ def worst_delta_k(change: pd.Series, k: int) -> list[dict]:
 def _compare(
     data: Path, baseline: Path, candidate: Path, out: Path, seed: int, params: dict | None
 ) -> dict:
+    """compare through both models (predictions and encoder embeddings of each), as a user runs
+    `seg4seg compare --baseline MODEL --candidate MODEL`."""
     with runner.inner_steps_quiet():
         payload, _ = run_compare(
             CompareOptions(
-                data=data, out=out, seed=seed, params=params,
-                baseline_predictions=baseline, candidate_predictions=candidate,
+                data=data, out=out, seed=seed, params=params, baseline=baseline,
+                candidate=candidate, device="cpu",
             )
         )  # fmt: skip
     return payload
@@ -168,33 +187,44 @@ def _result(payload: dict, folder: Path, truth: list[str]) -> dict:
     return result
 
 
-def _planted(kind: str, seed: int, out: Path, params: dict | None) -> dict:
+def _planted(
+    kind: str, seed: int, out: Path, params: dict | None, test_seed: int | None = None
+) -> dict:
+    """The plain model of `seed` as the baseline, the annotation model of `seed` as the
+    candidate, on the annotation test set of `test_seed` (default: `seed`)."""
     annotation = sc.SCENARIOS["annotation"]
+    test_seed = seed if test_seed is None else test_seed
     plain_model, _ = runner.prepare_model(sc.SCENARIOS["null"], seed, out)
     candidate_model, _ = runner.prepare_model(annotation, seed, out)
-    test = runner.prepare_test(annotation, seed, annotation.size(sc.N_TEST), out)
+    test = runner.prepare_test(annotation, test_seed, annotation.size(sc.N_TEST), out)
     truth = json.loads((test / "truth.json").read_text())["subgroup"]
-    work = out / "comparisons" / f"seed{seed}"
-    baseline = _predict(plain_model, test / "test", work / "plain_on_annotation")
-    candidate = _scenario_predictions(candidate_model, test)
+    name = kind if test_seed == seed else f"{kind}_test{test_seed}"
+    folder = out / "comparisons" / f"seed{seed}" / name
     if kind == "scattered":
-        candidate = scatter_regressions(candidate, set(truth), seed, work / "annotation_scattered")
-    folder = work / kind
-    payload = _compare(test / "test", baseline, candidate, folder, seed, params)
-    return {"kind": kind, "seed": seed, "n_subgroup": len(truth), **_result(payload, folder, truth)}
+        _predict(candidate_model, test / "test", folder / "candidate")
+        scatter_in_place(folder / "candidate", set(truth), test_seed)
+    payload = _compare(test / "test", plain_model, candidate_model, folder, seed, params)
+    return {
+        "kind": kind, "seed": seed, "test_seed": test_seed, "n_subgroup": len(truth),
+        **_result(payload, folder, truth),
+    }  # fmt: skip
 
 
-def _null(a: int, b: int, out: Path, params: dict | None) -> dict:
+def _null(a: int, b: int, out: Path, params: dict | None, test_seed: int | None = None) -> dict:
+    """The plain model of seed a against the plain model of seed b on the null test set of
+    `test_seed` (default: a)."""
     null = sc.SCENARIOS["null"]
+    test_seed = a if test_seed is None else test_seed
     baseline_model, _ = runner.prepare_model(null, a, out)
     candidate_model, _ = runner.prepare_model(null, b, out)
-    test = runner.prepare_test(null, a, null.size(sc.N_TEST), out)
-    work = out / "comparisons" / f"seed{a}"
-    baseline = _scenario_predictions(baseline_model, test)
-    candidate = _predict(candidate_model, test / "test", work / f"plain{b}_on_null")
-    folder = work / f"null_vs_seed{b}"
-    payload = _compare(test / "test", baseline, candidate, folder, a, params)
-    return {"kind": "null", "seed": a, "candidate_seed": b, **_result(payload, folder, [])}
+    test = runner.prepare_test(null, test_seed, null.size(sc.N_TEST), out)
+    name = f"null_vs_seed{b}" + ("" if test_seed == a else f"_test{test_seed}")
+    folder = out / "comparisons" / f"seed{a}" / name
+    payload = _compare(test / "test", baseline_model, candidate_model, folder, a, params)
+    return {
+        "kind": "null", "seed": a, "candidate_seed": b, "test_seed": test_seed,
+        **_result(payload, folder, []),
+    }  # fmt: skip
 
 
 def run_comparison_bench(options: ComparisonBenchOptions) -> dict:
