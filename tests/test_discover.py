@@ -153,6 +153,36 @@ def test_cross_fitting_tests_every_case_once_with_a_slice_fit_without_it():
     )
 
 
+def test_a_subgroup_whose_fold_rules_do_not_reproduce_it_is_never_tested():
+    """A fold's slice that matches the subgroup on its own cases but assigns every held-out case
+    has not found it again (Jaccard over all cases below 0.5): stability 0, and no held-out case
+    is tested by it, so no p-value can come from a rule that resampling does not reproduce."""
+    from seg4seg_cli.crossfit import cross_fit, fold_of_each_case
+
+    class GreedySlicer:
+        def fit(self, embeddings, quality, features):
+            self.seen_ = set(features["x"].to_numpy().tolist())
+            self.descriptions_ = [""]
+            self.memberships_ = self.transform(embeddings, features)
+            return self
+
+        def transform(self, embeddings, features):
+            x = features["x"].to_numpy()
+            seen = np.array([v in self.seen_ for v in x.tolist()])
+            return np.where(seen, x > 1, True).astype(float)[:, None]
+
+    rng = np.random.default_rng(1)
+    n = 100
+    features = pd.DataFrame({"x": rng.normal(size=n)})
+    quality = 0.9 - 0.3 * (features["x"].to_numpy() > 1)
+    folds = fold_of_each_case(n, 5, seed=0)
+    (candidate,) = cross_fit(
+        "t", lambda _: GreedySlicer(), None, quality, features, folds, 5, np.arange(n)
+    )
+    assert candidate.mask.sum() == (features["x"] > 1).sum()
+    assert candidate.stability == 0.0 and not candidate.tested.any()
+
+
 def test_the_top_subgroup_is_the_planted_one_and_stable_in_every_seed(tmp_path):
     """(Stability between seeds and with a case removed is tested on the real sample audit in
     test_audit.py; here the signal is weak, and recall varies between seeds.)"""
