@@ -31,6 +31,17 @@ def test_paired_statistics_match_scipys_paired_t_test(seed):
     assert (ours.p_value < 0.05) == (ours.ci95[0] > 0 or ours.ci95[1] < 0)
 
 
+def test_compare_gives_coherent_its_own_defaults_under_the_users_params():
+    from seg4seg_cli.compare import COHERENT_DEFAULTS, CompareOptions, slicer_params
+
+    options = CompareOptions(data=SAMPLE_DATA)
+    assert slicer_params(options) == COHERENT_DEFAULTS == {"n_pca_components": 16}
+    options.params = {"n_pca_components": 8, "C": 0.3}
+    assert slicer_params(options) == {"n_pca_components": 8, "C": 0.3}
+    options.method, options.params = "domino", None
+    assert slicer_params(options) is None  # other methods keep their own defaults
+
+
 def test_paired_statistics_without_a_test():
     assert paired_statistics(np.array([-0.5, -0.4, -0.6])).p_value == 1.0  # too few cases
     unchanged = paired_statistics(np.zeros(30))
