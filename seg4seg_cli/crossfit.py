@@ -7,15 +7,13 @@ fold on the other K − 1 folds. For each reported subgroup and each fold, the f
 the slice that best matches the subgroup on that fit's own cases (Jaccard); the held-out cases
 of the fold that this slice assigns (from embeddings and features alone, never their quality)
 are the subgroup's *tested* members, provided the fold's fit found the subgroup again (Jaccard
-≥ 0.5 on its own cases and over all cases); a fit that did not find it assigns none of its
-held-out cases to it. So every case is tested exactly once, by a slice found without its quality, the statistics use all
-cases instead of a half, and a subgroup that resampling does not reproduce cannot reach
+≥ 0.5 on the fit's own cases); a fit that did not find it assigns none of its held-out cases to
+it. So every case is tested exactly once, by a slice found without its quality, the statistics
+use all cases instead of a half, and a subgroup that resampling does not reproduce cannot reach
 significance.
 
 The fold fits are also resamples of the discovery: a subgroup's `stability` is the share of
-them that found it again, i.e. whose slice matching it best on the fit's own cases has Jaccard
-≥ 0.5 with it both on those cases and over all cases (the held-out ones assigned by the slice's
-rule). The same fits test its held-out cases, so a subgroup with stability 0 has no tested
+them that found it again, by the same criterion, so a subgroup with stability 0 has no tested
 member and no p-value.
 """
 
@@ -105,14 +103,13 @@ def cross_fit(
         fold_members = np.asarray(slicer.transform(embeddings, features)) > 0
         if fold_members.shape[1] == 0:
             continue
-        # which of the fold's slices is each reported subgroup: judged on the fold's own cases;
-        # it is found again when that slice also matches it over all cases, held-out ones
-        # assigned by its rule (the stability criterion): only then are its held-out cases tested
+        # which of the fold's slices is each reported subgroup, and did the fit find it again:
+        # judged on the fit's own cases only (the full fit's membership of the held-out cases
+        # was shaped by their quality, so it must not decide whether they are tested)
         match = _jaccard_matrix(full_masks[train], fold_members[train])
-        overall = _jaccard_matrix(full_masks, fold_members)
         best = match.argmax(axis=1)
         for c in range(len(candidates)):
-            if match[c, best[c]] >= STABLE_JACCARD and overall[c, best[c]] >= STABLE_JACCARD:
+            if match[c, best[c]] >= STABLE_JACCARD:
                 tested[test, c] = fold_members[test, best[c]]
                 reappeared[c] += 1
     for c, candidate in enumerate(candidates):

