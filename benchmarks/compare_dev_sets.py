@@ -10,6 +10,9 @@ the null scenario's seeds 200-219 for both ordered null pairs (100 vs 101, 101 v
     # after `seg4seg bench --comparisons --seed 100 --seeds 2 --out BENCH` (trains the models)
     python benchmarks/compare_dev_sets.py BENCH
     python benchmarks/compare_dev_sets.py BENCH --params '{"use_outputs": false}'
+    # a wider null, like the reported one (every ordered pair of 5 models): train 102-104 first
+    seg4seg bench --scenarios null --seed 102 --seeds 3 --methods coherent --out BENCH
+    python benchmarks/compare_dev_sets.py BENCH --planted 0 --null-models 5 --null 40
 
 The first run predicts and computes features (about 10 s a comparison on 2 cores, 15 minutes in
 all); later runs with other `--params` redo only the discovery (about 4 minutes).
@@ -18,6 +21,7 @@ all); later runs with other `--params` redo only the discovery (about 4 minutes)
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -29,21 +33,31 @@ from seg4seg_cli.bench.comparisons import _null, _planted
 DEV_MODELS = (100, 101)
 
 
-def plan(n_planted: int, n_null: int) -> list[tuple]:
+def plan(n_planted: int, n_null: int, null_models: int = 2) -> list[tuple]:
     jobs: list[tuple] = []
     for test_seed in range(200, 200 + n_planted):
         model = DEV_MODELS[test_seed % 2]
         jobs += [("regression", model, test_seed), ("scattered", model, test_seed)]
-    for test_seed in range(200, 200 + n_null):
-        jobs += [("null", (100, 101), test_seed), ("null", (101, 100), test_seed)]
+    if null_models == 2:
+        for test_seed in range(200, 200 + n_null):
+            jobs += [("null", (100, 101), test_seed), ("null", (101, 100), test_seed)]
+        return jobs
+    # more development models: every ordered pair on the baseline's own null test set (as the
+    # reported bench does), and the extra test sets dealt to the pairs in turn
+    pairs = list(itertools.permutations(range(100, 100 + null_models), 2))
+    jobs += [("null", pair, pair[0]) for pair in pairs]
+    jobs += [("null", pairs[i % len(pairs)], 200 + i) for i in range(n_null)]
     return jobs
 
 
-def evaluate(bench: Path, params: dict | None, n_planted: int, n_null: int) -> pd.DataFrame:
+def evaluate(
+    bench: Path, params: dict | None, n_planted: int, n_null: int, null_models: int = 2
+) -> pd.DataFrame:
     rows = []
-    jobs = [(k, s, None) for k in ("regression", "scattered") for s in DEV_MODELS]
-    jobs += [("null", pair, None) for pair in ((100, 101), (101, 100))]
-    for kind, what, test_seed in jobs + plan(n_planted, n_null):
+    jobs = [(k, s, None) for k in ("regression", "scattered") for s in DEV_MODELS if n_planted]
+    if null_models == 2:
+        jobs += [("null", pair, None) for pair in ((100, 101), (101, 100))]
+    for kind, what, test_seed in jobs + plan(n_planted, n_null, null_models):
         if kind == "null":
             run = _null(*what, bench, params, test_seed)
             rows.append({"kind": kind, "test_seed": run["test_seed"], "found": False, "f1": 0.0,
@@ -64,11 +78,18 @@ def main() -> None:
     parser.add_argument("--params", type=json.loads, default=None, help="JSON overrides")
     parser.add_argument("--planted", type=int, default=30, help="annotation test sets (200+)")
     parser.add_argument("--null", type=int, default=20, help="null test sets (200+)")
+    parser.add_argument(
+        "--null-models", type=int, default=2,
+        help="plain models of seeds 100.. for the null (more than 2: train them first with "
+        "seg4seg bench --scenarios null --seed 102 --seeds N-2)",
+    )  # fmt: skip
     args = parser.parse_args()
     console.settings.quiet = True
-    table = evaluate(args.bench, args.params, args.planted, args.null)
+    table = evaluate(args.bench, args.params, args.planted, args.null, args.null_models)
     for kind in ("regression", "scattered"):
         rows = table[table.kind == kind]
+        if rows.empty:
+            continue
         print(
             f"{kind}: found {int(rows.found.sum())}/{len(rows)}, mean P@10 {rows.p10.mean():.2f},"
             f" mean F1 {rows.f1.mean():.2f} (worst-delta-k F1 {rows.worst_f1.mean():.2f})"
