@@ -34,19 +34,22 @@ DEV_MODELS = (100, 101)
 
 
 def plan(n_planted: int, n_null: int, null_models: int = 2) -> list[tuple]:
+    """(kind, model seed or (baseline, candidate) seeds, test seed) of every comparison."""
     jobs: list[tuple] = []
+    if n_planted:  # the development models' own annotation test sets, then the extra ones
+        jobs += [(kind, s, s) for kind in ("regression", "scattered") for s in DEV_MODELS]
     for test_seed in range(200, 200 + n_planted):
         model = DEV_MODELS[test_seed % 2]
         jobs += [("regression", model, test_seed), ("scattered", model, test_seed)]
-    if null_models == 2:
-        for test_seed in range(200, 200 + n_null):
-            jobs += [("null", (100, 101), test_seed), ("null", (101, 100), test_seed)]
-        return jobs
-    # more development models: every ordered pair on the baseline's own null test set (as the
-    # reported bench does), and the extra test sets dealt to the pairs in turn
+    # every ordered pair of the null models on the baseline's own null test set (as the reported
+    # bench does); the extra test sets go to both pairs of two models, or are dealt in turn to
+    # the pairs of more
     pairs = list(itertools.permutations(range(100, 100 + null_models), 2))
     jobs += [("null", pair, pair[0]) for pair in pairs]
-    jobs += [("null", pairs[i % len(pairs)], 200 + i) for i in range(n_null)]
+    if null_models == 2:
+        jobs += [("null", pair, t) for t in range(200, 200 + n_null) for pair in pairs]
+    else:
+        jobs += [("null", pairs[i % len(pairs)], 200 + i) for i in range(n_null)]
     return jobs
 
 
@@ -54,10 +57,7 @@ def evaluate(
     bench: Path, params: dict | None, n_planted: int, n_null: int, null_models: int = 2
 ) -> pd.DataFrame:
     rows = []
-    jobs = [(k, s, None) for k in ("regression", "scattered") for s in DEV_MODELS if n_planted]
-    if null_models == 2:
-        jobs += [("null", pair, None) for pair in ((100, 101), (101, 100))]
-    for kind, what, test_seed in jobs + plan(n_planted, n_null, null_models):
+    for kind, what, test_seed in plan(n_planted, n_null, null_models):
         if kind == "null":
             run = _null(*what, bench, params, test_seed)
             rows.append({"kind": kind, "test_seed": run["test_seed"], "found": False, "f1": 0.0,
