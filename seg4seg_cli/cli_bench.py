@@ -123,19 +123,19 @@ def _comparisons(
     )
     from seg4seg_cli.bench.runner import parse_methods
 
-    params = None
+    params, method = None, "coherent"
     if methods != "all":
         specs = parse_methods(methods)
         if len(specs) != 1:
             raise UsageError(
                 "--comparisons scores one setting of compare: give one --methods entry"
             )
-        params = specs[0].slicer_params() or None
+        params, method = specs[0].slicer_params() or None, specs[0].name
     kinds = KINDS if scenarios == "all" else tuple(k.strip() for k in scenarios.split(","))
     payload = run_comparison_bench(
         ComparisonBenchOptions(
-            out=out, seeds=seeds, first_seed=first_seed, kinds=kinds, params=params, doc=doc,
-            command=command,
+            out=out, seeds=seeds, first_seed=first_seed, kinds=kinds, method=method,
+            params=params, doc=doc, command=command,
         )
     )  # fmt: skip
     typer.echo(render_markdown(payload), err=True, nl=False)

@@ -385,3 +385,14 @@ def test_worst_delta_k_takes_the_largest_drops_and_regressions_score_by_their_dr
     assert result.false_alarms == 1  # significant and 0.06 worse: an alarm on a null
     small = {**regression, "mean_change": -0.03}
     assert score(_as_scored([small]), None).false_alarms == 0
+
+
+def test_comparison_bench_table_names_the_compare_setting_it_scored():
+    from seg4seg_cli.bench.comparisons import render_markdown, summarize
+
+    payload = {"command": "seg4seg bench --comparisons", "seg4seg": "x", "seeds": [0], "runs": [],
+               "seconds": 6.0, "summary": summarize([]), "method": "planespot",
+               "params": {"k": 3}}  # fmt: skip
+    assert '`compare --method planespot` with {"k": 3}' in render_markdown(payload)
+    payload.update(method="coherent", params=None)
+    assert "`compare --method coherent`)" in render_markdown(payload)

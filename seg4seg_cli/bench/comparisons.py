@@ -59,6 +59,7 @@ class ComparisonBenchOptions:
     seeds: int = 5
     first_seed: int = 0
     kinds: tuple[str, ...] = KINDS
+    method: str = "coherent"  # compare's --method (the name of the one --methods entry)
     params: dict | None = None  # overrides of compare's slicer (name:key=value in --methods)
     doc: Path | None = None
     command: str = "seg4seg bench --comparisons"
@@ -155,7 +156,13 @@ def worst_delta_k(change: pd.Series, k: int) -> list[dict]:
 
 
 def _compare(
-    data: Path, baseline: Path, candidate: Path, out: Path, seed: int, params: dict | None
+    data: Path,
+    baseline: Path,
+    candidate: Path,
+    out: Path,
+    seed: int,
+    params: dict | None,
+    method: str = "coherent",
 ) -> dict:
     """compare through both models (predictions and encoder embeddings of each), as a user runs
     `seg4seg compare --baseline MODEL --candidate MODEL`."""
@@ -163,7 +170,7 @@ def _compare(
         payload, _ = run_compare(
             CompareOptions(
                 data=data, out=out, seed=seed, params=params, baseline=baseline,
-                candidate=candidate, device="cpu",
+                candidate=candidate, device="cpu", method=method,
             )
         )  # fmt: skip
     return payload
@@ -188,7 +195,12 @@ def _result(payload: dict, folder: Path, truth: list[str]) -> dict:
 
 
 def _planted(
-    kind: str, seed: int, out: Path, params: dict | None, test_seed: int | None = None
+    kind: str,
+    seed: int,
+    out: Path,
+    params: dict | None,
+    test_seed: int | None = None,
+    method: str = "coherent",
 ) -> dict:
     """The plain model of `seed` as the baseline, the annotation model of `seed` as the
     candidate, on the annotation test set of `test_seed` (default: `seed`)."""
@@ -203,14 +215,21 @@ def _planted(
     if kind == "scattered":
         _predict(candidate_model, test / "test", folder / "candidate")
         scatter_in_place(folder / "candidate", set(truth), test_seed)
-    payload = _compare(test / "test", plain_model, candidate_model, folder, seed, params)
+    payload = _compare(test / "test", plain_model, candidate_model, folder, seed, params, method)
     return {
         "kind": kind, "seed": seed, "test_seed": test_seed, "n_subgroup": len(truth),
         **_result(payload, folder, truth),
     }  # fmt: skip
 
 
-def _null(a: int, b: int, out: Path, params: dict | None, test_seed: int | None = None) -> dict:
+def _null(
+    a: int,
+    b: int,
+    out: Path,
+    params: dict | None,
+    test_seed: int | None = None,
+    method: str = "coherent",
+) -> dict:
     """The plain model of seed a against the plain model of seed b on the null test set of
     `test_seed` (default: a)."""
     null = sc.SCENARIOS["null"]
@@ -220,7 +239,7 @@ def _null(a: int, b: int, out: Path, params: dict | None, test_seed: int | None 
     test = runner.prepare_test(null, test_seed, null.size(sc.N_TEST), out)
     name = f"null_vs_seed{b}" + ("" if test_seed == a else f"_test{test_seed}")
     folder = out / "comparisons" / f"seed{a}" / name
-    payload = _compare(test / "test", baseline_model, candidate_model, folder, a, params)
+    payload = _compare(test / "test", baseline_model, candidate_model, folder, a, params, method)
     return {
         "kind": "null", "seed": a, "candidate_seed": b, "test_seed": test_seed,
         **_result(payload, folder, []),
@@ -244,9 +263,9 @@ def run_comparison_bench(options: ComparisonBenchOptions) -> dict:
         step = time.perf_counter()
         console.info(f"bench comparisons {number}/{len(jobs)}: {kind}, seed {what}")
         if kind == "null":
-            run = _null(*what, out, options.params)
+            run = _null(*what, out, options.params, method=options.method)
         else:
-            run = _planted(kind, what, out, options.params)
+            run = _planted(kind, what, out, options.params, method=options.method)
         run["seconds"] = round(time.perf_counter() - step, 1)
         runs.append(run)
         console.info("  " + _line(run))
@@ -255,6 +274,7 @@ def run_comparison_bench(options: ComparisonBenchOptions) -> dict:
         "command": options.command,
         "seconds": round(time.perf_counter() - started, 1),
         "seeds": seeds,
+        "method": options.method,
         "params": options.params,
         "runs": runs,
         "summary": summarize(runs),
@@ -312,7 +332,10 @@ def render_markdown(payload: dict) -> str:
         "# `seg4seg compare` on the bench's comparison scenarios",
         "",
         f"Command: `{payload['command']}` (seg4seg {payload['seg4seg']}, seeds "
-        f"{', '.join(map(str, payload['seeds']))}, {payload['seconds'] / 60:.1f} min).",
+        f"{', '.join(map(str, payload['seeds']))}, {payload['seconds'] / 60:.1f} min; "
+        f"`compare --method {payload.get('method', 'coherent')}`"
+        + (f" with {json.dumps(payload['params'])}" if payload.get("params") else "")
+        + ").",
         "",
         "Found: the best of the top-3 regressions has precision@10 ≥ 0.8. Worst-delta-k: the k "
         "cases whose Dice dropped most, k the planted size (a scenario it solves is a ranking "
