@@ -396,3 +396,24 @@ def test_comparison_bench_table_names_the_compare_setting_it_scored():
     assert '`compare --method planespot` with {"k": 3}' in render_markdown(payload)
     payload.update(method="coherent", params=None)
     assert "`compare --method coherent`)" in render_markdown(payload)
+
+
+def test_the_comparison_benchs_plain_model_trains_as_long_as_its_candidate_elsewhere(tmp_path):
+    """A planted comparison must differ from its baseline in the planted bias alone, and a null
+    one in the seed alone: compare's plain model trains the annotation model's epochs on the same
+    training cases as the discovery bench's plain model, in a folder of its own."""
+    from seg4seg_cli.bench.comparisons import PLAIN
+    from seg4seg_cli.bench.runner import model_folder
+
+    annotation, null = sc.SCENARIOS["annotation"], sc.SCENARIOS["null"]
+    assert PLAIN.epochs == annotation.epochs > null.epochs
+    assert (PLAIN.model, PLAIN.train_looks) == (null.model, null.train_looks)
+    assert model_folder(null, 3, tmp_path) == tmp_path / "models" / "plain" / "seed3"
+    assert model_folder(annotation, 3, tmp_path) == tmp_path / "models" / "annotation" / "seed3"
+    assert model_folder(PLAIN, 3, tmp_path) == tmp_path / "models" / "plain" / "seed3_epochs30"
+    short = sc.generate_training(null, 3, tmp_path / "short")
+    long = sc.generate_training(PLAIN, 3, tmp_path / "long")
+    images = sorted(p.relative_to(short) for p in short.rglob("*.nii.gz"))
+    assert images and images == sorted(p.relative_to(long) for p in long.rglob("*.nii.gz"))
+    for name in images[:5]:
+        assert (short / name).read_bytes() == (long / name).read_bytes()

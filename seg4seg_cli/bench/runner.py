@@ -153,10 +153,18 @@ def _model_fingerprint(scenario: sc.Scenario, seed: int) -> dict:
     return json.loads(json.dumps(fingerprint))
 
 
+def model_folder(scenario: sc.Scenario, seed: int, out: Path) -> Path:
+    """Where a scenario's model of a seed is trained; another training length of the same model
+    (and the same training cases) keeps a folder of its own."""
+    usual = next(s.epochs for s in sc.SCENARIOS.values() if s.model == scenario.model)
+    longer = "" if scenario.epochs == usual else f"_epochs{scenario.epochs}"
+    return out / "models" / scenario.model / f"seed{seed}{longer}"
+
+
 def prepare_model(scenario: sc.Scenario, seed: int, out: Path) -> tuple[Path, float]:
     """The trained model of a scenario's `model` and seed, made or reused; returns (model
     folder, seconds spent training now). Scenarios with the same model share it."""
-    folder = out / "models" / scenario.model / f"seed{seed}"
+    folder = model_folder(scenario, seed, out)
     folder.mkdir(parents=True, exist_ok=True)
     fingerprint = _model_fingerprint(scenario, seed)
     dataset = folder / sc.training_name(scenario.model, seed)
