@@ -22,7 +22,7 @@ import pandas as pd
 
 from seg4seg_cli import console
 from seg4seg_cli.bench import scenarios as sc
-from seg4seg_cli.bench.runner import audit_test_set
+from seg4seg_cli.bench.runner import audit_test_set, model_folder
 from seg4seg_cli.bench.score import score
 from seg4seg_cli.discover import DiscoverOptions, run_discover
 
@@ -41,7 +41,7 @@ def make_sets(bench: Path) -> None:
         if (folder / "audit" / "cases.parquet").exists():
             continue
         scenario = sc.SCENARIOS[name]
-        model = bench / "models" / scenario.model / f"seed{DEV_MODELS[seed % 2]}" / "model"
+        model = model_folder(scenario, DEV_MODELS[seed % 2], bench) / "model"
         if not model.is_dir():
             raise SystemExit(f"{model} is missing: run seg4seg bench --seed 100 --seeds 2 first")
         folder.mkdir(parents=True, exist_ok=True)

@@ -5,16 +5,16 @@ Built from the discovery bench's own models and test sets (trained and cached th
 - `regression`: the baseline is the `plain` model of seed s, trained as long as the candidate
   (30 epochs, `PLAIN`); the candidate the `annotation` model of seed s (the same recipe, but 30%
   of its training structures are striped and were traced 3 px inside their edge, so it learns to
-  under-segment striped structures). The test set is the
-  annotation scenario's (120 cases: the striped ones, with clean references, are the planted
-  regression; 15% of the others are distractors, which fail under both models).
+  under-segment striped structures). The test set is the annotation scenario's (120 cases: the
+  striped ones, with clean references, are the planted regression; 15% of the others are
+  distractors, which fail under both models).
 - `scattered`: the same, and in the candidate's predictions 15% of the other cases each lose
   their own way (eroded 1-3 px, or a random part cut out), as deep as the planted regression:
   regressions in the change that no subgroup should gather. Without them, ranking cases by
   their change already finds the planted regression (the worst-delta-k row).
 - `null`: the baseline is the `plain` model (30 epochs) of seed a, the candidate the `plain` model
-  of another seed b (the baseline retrained): every ordered pair of the seeds, on the null scenario's test
-  set of seed a. A false alarm is a regression with `p_adjusted < 0.05` and a mean change of at
+  of another seed b (the baseline retrained): every ordered pair of the seeds, on the null
+  scenario's test set of seed a. A false alarm is a regression with `p_adjusted < 0.05` and a mean change of at
   least 0.05 worse (the discovery bench's alarm criterion); regressions that are significant
   but smaller are counted apart.
 
