@@ -94,8 +94,9 @@ def test_model_output_columns_are_left_out_only_when_asked():
 @pytest.mark.parametrize("seed", range(3))
 def test_failures_sharing_only_a_symptom_are_dropped_by_the_coherence_check(seed):
     """Scattered failures (each its own embedding direction) that all show extra predicted
-    components: a linear model groups them by that symptom; the silhouette check drops the
-    group because its members are no closer to one another than to the other cases."""
+    components: a linear model groups them by that symptom; the default neighbour check drops
+    the group because its members' nearest cases lie outside it (and so does the silhouette
+    check it replaced, the members being no closer to one another than to the other cases)."""
     embeddings, dice = _cases(200, seed, direction_per_failure=True)
     rng = np.random.default_rng(seed)
     failing = dice < 0.7
@@ -106,10 +107,11 @@ def test_failures_sharing_only_a_symptom_are_dropped_by_the_coherence_check(seed
         }
     )
 
-    def failing_slices(min_silhouette):
-        slicer = CoherentSlicer(random_state=0, min_silhouette=min_silhouette)
+    def failing_slices(**params):
+        slicer = CoherentSlicer(random_state=0, **params)
         found = slicer.fit(embeddings, dice, features).memberships_ > 0
         return [j for j in range(found.shape[1]) if (found[:, j] & failing).sum() >= 10]
 
-    assert failing_slices(None), "the symptom alone should make a slice without the check"
-    assert failing_slices(0.0) == []
+    assert failing_slices(coherence="none"), "the symptom alone makes a slice without a check"
+    assert failing_slices() == []
+    assert failing_slices(coherence="silhouette", min_silhouette=0.0) == []
