@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_samples
+from sklearn.neighbors import NearestNeighbors
 
+from seg4seg_cli.slicers.coherence import nearest_neighbours, neighbour_core
 from seg4seg_cli.slicers.coherent import MODEL_OUTPUTS, CoherentSlicer, silhouette
 from seg4seg_cli.slicers.logistic import BalancedLogistic
 
@@ -35,6 +37,57 @@ def test_silhouette_is_the_members_mean_of_scikit_learns(seed):
     labels = np.isin(np.arange(80), members).astype(int)
     reference = silhouette_samples(x, labels)[labels == 1].mean()
     assert silhouette(x, members, seed=0) == pytest.approx(reference, abs=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nearest_neighbours_match_scikit_learns(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(300, 7))
+    rows = rng.choice(300, 40, replace=False)
+    _, reference = NearestNeighbors(n_neighbors=9).fit(x).kneighbors(x[rows])
+    # scikit-learn counts the case itself as its nearest neighbour; ours excludes it
+    np.testing.assert_array_equal(nearest_neighbours(x, rows, 8), reference[:, 1:])
+    queries = rng.normal(size=(25, 7))
+    _, reference = NearestNeighbors(n_neighbors=8).fit(x).kneighbors(queries)
+    np.testing.assert_array_equal(nearest_neighbours(x, None, 8, queries), reference)
+
+
+def _brute_force_core(x, members, k, share):
+    """The same peeling, written the slow way: one member at a time, by its own neighbours."""
+    inside = set(members.tolist())
+    distance = ((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
+    changed = True
+    while changed:
+        changed = False
+        low = []
+        for i in sorted(inside):
+            order = sorted((d, j) for j, d in enumerate(distance[i]) if j != i)
+            nearest = [j for _, j in order[:k]]
+            if sum(j in inside for j in nearest) < share * k:
+                low.append(i)
+        if low:
+            inside -= set(low)
+            changed = True
+    return np.array(sorted(inside), dtype=int)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_neighbour_core_keeps_a_cluster_and_peels_scattered_members(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(150, 4))
+    cluster = np.arange(20)
+    x[cluster] = rng.normal(size=(20, 4)) * 0.3 + 4.0  # a tight group away from the rest
+    scattered = np.arange(100, 112)  # ordinary cases, no nearer to one another than to others
+    members = np.concatenate([cluster, scattered])
+    core = neighbour_core(x, members, 10, 0.3)
+    np.testing.assert_array_equal(np.sort(core), cluster)
+    np.testing.assert_array_equal(np.sort(core), _brute_force_core(x, members, 10, 0.3))
+    assert neighbour_core(x, scattered, 10, 0.3).size == 0
+    mixed = rng.choice(150, 40, replace=False)  # partly peeled: compare with the slow way
+    np.testing.assert_array_equal(
+        np.sort(neighbour_core(x, mixed, 8, 0.25)), _brute_force_core(x, mixed, 8, 0.25)
+    )
+    assert neighbour_core(x, np.array([], dtype=int), 10, 0.3).size == 0
 
 
 def _cases(n: int, seed: int, direction_per_failure: bool) -> tuple[np.ndarray, np.ndarray]:
