@@ -216,7 +216,6 @@ class CoherentSlicer:
         coherence_gamma: float = 0.1,
         order: str = "prob_near_share",
         coherence_space: str = "pca",
-        trim: bool = False,
         random_state: int = 0,
     ) -> None:
         self.n_slices = n_slices
@@ -244,7 +243,6 @@ class CoherentSlicer:
         self.coherence_gamma = coherence_gamma
         self.order = order
         self.coherence_space = coherence_space
-        self.trim = trim
         self.random_state = random_state
 
     # ------------------------------------------------------------------ representation
@@ -343,13 +341,11 @@ class CoherentSlicer:
             members = self._core(x, index[order][:m], j)
             if self.expand:
                 probability, members = self._expand(x, index, members, salt, j, probability)
-            coherent = self._coherent_members(x, members, j)
-            if coherent is None:
+            if not self._is_coherent(x, members, j):
                 # scattered, not a coherent failure: dropped, and its cases not searched again
                 self._drop_last()
                 remaining[members] = False
                 continue
-            members = coherent
             column = np.zeros(n_cases)
             column[index] = probability
             self.predicted_ = np.hstack([self.predicted_, column[:, None]])
@@ -380,20 +376,16 @@ class CoherentSlicer:
         )
         return self
 
-    def _coherent_members(self, x: np.ndarray, members: np.ndarray, j: int) -> np.ndarray | None:
-        """Slice j's members that make it a failure mode (with `trim`, only its neighbour core),
-        or None when it is a scatter of unrelated failures."""
+    def _is_coherent(self, x: np.ndarray, members: np.ndarray, j: int) -> bool:
+        """Whether slice j is a failure mode rather than a scatter of unrelated failures."""
         if self.coherence == "neighbours":
             core = neighbour_core(
                 x * self._metric(j), members, self.coherence_k, self.coherence_share
             )
-            if core.size < self.coherence_min * self.min_slice_size:
-                return None
-            return core if self.trim else members
+            return core.size >= self.coherence_min * self.min_slice_size
         if self.coherence == "silhouette" and self.min_silhouette is not None:
-            keep = silhouette(x, members, self.random_state) >= self.min_silhouette
-            return members if keep else None
-        return members
+            return silhouette(x, members, self.random_state) >= self.min_silhouette
+        return True
 
     def _drop_last(self) -> None:
         for bookkeeping in (
@@ -458,9 +450,6 @@ class CoherentSlicer:
             if np.isfinite(self.max_distance_[j]) and candidate.any():
                 near = self._neighbour_distance(x[candidate], j, False) <= self.max_distance_[j]
                 candidate[np.flatnonzero(candidate)[~near]] = False
-            if self.trim and self.coherence == "neighbours" and candidate.any():
-                among = self._member_share(None, x[candidate], j) >= self.coherence_share
-                candidate[np.flatnonzero(candidate)[~among]] = False
             assigned[candidate] = j
         return assigned
 
@@ -537,7 +526,7 @@ class CoherentSlicer:
     ) -> np.ndarray:
         """Share of the `coherence_k` nearest fit cases that are members of slice j, for fit
         cases `rows` (themselves excluded) or new `points`."""
-        if self.order == "prob_near" and not self.trim:
+        if self.order == "prob_near":
             return np.zeros(len(rows) if rows is not None else len(points))
         scale = self._metric(j)
         neighbours = nearest_neighbours(
