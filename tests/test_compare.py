@@ -35,9 +35,14 @@ def test_compare_gives_coherent_its_own_defaults_under_the_users_params():
     from seg4seg_cli.compare import COHERENT_DEFAULTS, CompareOptions, slicer_params
 
     options = CompareOptions(data=SAMPLE_DATA)
-    assert slicer_params(options) == COHERENT_DEFAULTS == {"n_pca_components": 16}
+    # the settings the comparison bench was run with, whatever discover's default becomes
+    assert slicer_params(options) == COHERENT_DEFAULTS == {
+        "n_pca_components": 16, "coherence": "silhouette", "order": "prob_near",
+    }  # fmt: skip
     options.params = {"n_pca_components": 8, "C": 0.3}
-    assert slicer_params(options) == {"n_pca_components": 8, "C": 0.3}
+    assert slicer_params(options) == {
+        "n_pca_components": 8, "C": 0.3, "coherence": "silhouette", "order": "prob_near",
+    }  # fmt: skip
     options.method, options.params = "domino", None
     assert slicer_params(options) is None  # other methods keep their own defaults
 
