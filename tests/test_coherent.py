@@ -168,3 +168,11 @@ def test_failures_sharing_only_a_symptom_are_dropped_by_the_coherence_check(seed
     assert failing_slices(coherence="none"), "the symptom alone makes a slice without a check"
     assert failing_slices() == []
     assert failing_slices(coherence="silhouette", min_silhouette=0.0) == []
+
+
+def test_unknown_coherence_settings_are_refused_by_name():
+    embeddings, dice = _cases(60, 0, direction_per_failure=False)
+    for params in ({"coherence": "knn"}, {"order": "share"}, {"coherence_space": "raw"}):
+        name = next(iter(params))
+        with pytest.raises(ValueError, match=f"{name} must be one of"):
+            CoherentSlicer(**params).fit(embeddings, dice)

@@ -34,8 +34,9 @@ predictable, out of fold, from the representation, and groups those:
    core is smaller than `coherence_min` x `min_slice_size` is a scatter of unrelated failures
    that share a symptom (several kinds of corruption that all lower the predicted volume): it is
    dropped and its cases are not searched again. Distances are taken in the representation with
-   each dimension scaled by the slice classifier's |weight| to the power `coherence_gamma`, so
-   that dimensions the slice is not about count less. (`coherence="silhouette"`, the check
+   the PCA scores unwhitened (`coherence_space="pca"`; whitening shrinks a component that holds
+   a shift to the noise components' spread) and each dimension scaled by the slice classifier's
+   |weight| to the power `coherence_gamma`, so that dimensions the slice is not about count less. (`coherence="silhouette"`, the check
    before 2026-12-03, keeps a slice whose mean silhouette is at least `min_silhouette`.)
 8. Further slices repeat steps 2-7 on the cases not yet in a slice (another failure mode).
 
@@ -76,6 +77,7 @@ from seg4seg_cli.slicers.logistic import BalancedLogistic
 MODEL_OUTPUTS = ("vol_pred", "n_comp_pred", "entropy")
 COHERENCE_CHECKS = ("neighbours", "silhouette", "none")
 ORDERS = ("prob_near_share", "prob_near")
+SPACES = ("pca", "whitened")
 LARGE = 2000  # cases above which one out-of-fold split replaces `n_repeats`
 # columns that need the reference (or compare with it) are never part of the representation
 _REFERENCE_MARKERS = ("_ref", "ref_empty", "pred_empty")
@@ -185,8 +187,9 @@ class CoherentSlicer:
     prediction; `max_share` of all cases one slice may hold; `min_slice_size`; `clip_sd`;
     `use_features` (False: the embedding alone); `use_outputs` (True: also the model-output
     columns); `coherence` ("neighbours", "silhouette" or "none") with `coherence_k`,
-    `coherence_share`, `coherence_min`, `coherence_gamma`, or `min_silhouette`; `order` of the
-    members ("prob_near_share" or "prob_near"); `random_state`.
+    `coherence_share`, `coherence_min`, `coherence_gamma`, `coherence_space` ("pca" or
+    "whitened"), or `min_silhouette`; `order` of the members ("prob_near_share" or
+    "prob_near"); `random_state`.
     """
 
     def __init__(
@@ -305,11 +308,13 @@ class CoherentSlicer:
     ) -> CoherentSlicer:
         """`embeddings` `(n_cases, n_dims)` or None, `quality` `(n_cases,)` higher-is-better,
         `features` a DataFrame of per-case columns (only label-free ones are used)."""
-        if self.coherence not in COHERENCE_CHECKS or self.order not in ORDERS:
-            raise ValueError(
-                f"coherence must be one of {', '.join(COHERENCE_CHECKS)} and order one of "
-                f"{', '.join(ORDERS)}; got {self.coherence!r} and {self.order!r}"
-            )
+        for name, value, allowed in (
+            ("coherence", self.coherence, COHERENCE_CHECKS),
+            ("order", self.order, ORDERS),
+            ("coherence_space", self.coherence_space, SPACES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         embeddings, quality = check_inputs(embeddings, quality)
         n_cases = quality.shape[0]
         x = self.fit_representation(embeddings, features, n_cases)
