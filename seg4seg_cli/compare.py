@@ -61,10 +61,9 @@ SHOWN_LEFT_OUT = 10
 # compare's own defaults for the coherent slicer, under any --param given: its representation
 # holds both models' embeddings side by side, and fewer principal components of them (16 rather
 # than up to 32) found the planted regression among scattered ones on 30/32 development
-# comparisons instead of 26/32 (8 to 24 all did as well; docs/compare.md)
-# compare's own settings of the coherent slicer, chosen on the comparison bench: 16 components,
-# and the silhouette check and member order that bench was run with (the neighbour check that
-# became discover's default on 2026-12-03 was chosen on discovery data, not on comparisons)
+# comparisons instead of 26/32 (8 to 24 all did as well; docs/compare.md). The silhouette check
+# and member order are those the comparison bench ran with: the neighbour check that became
+# discover's default on 2026-12-03 was chosen on discovery data, not on comparisons.
 COHERENT_DEFAULTS = {"n_pca_components": 16, "coherence": "silhouette", "order": "prob_near"}
 
 

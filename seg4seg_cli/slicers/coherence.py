@@ -43,14 +43,18 @@ def nearest_neighbours(
     return result
 
 
-def neighbour_core(x: np.ndarray, members: np.ndarray, k: int, share: float) -> np.ndarray:
+def neighbour_core(
+    x: np.ndarray, members: np.ndarray, k: int, share: float, neighbours: np.ndarray | None = None
+) -> np.ndarray:
     """The members that stay when every member with fewer than `share` of its `k` nearest cases
     (among all cases of `x`) in the slice is removed, repeatedly until none is: the part of the
-    slice that is a region of the representation. Empty for a scatter of unrelated cases."""
+    slice that is a region of the representation. Empty for a scatter of unrelated cases.
+    `neighbours`: `nearest_neighbours(x, members, k)` when the caller has it already."""
     members = np.asarray(members)
     if members.size == 0 or k < 1:
         return members
-    neighbours = nearest_neighbours(x, members, k)
+    if neighbours is None:
+        neighbours = nearest_neighbours(x, members, k)
     inside = np.zeros(x.shape[0], bool)
     inside[members] = True
     keep = np.ones(members.size, bool)

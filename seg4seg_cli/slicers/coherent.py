@@ -36,8 +36,9 @@ predictable, out of fold, from the representation, and groups those:
    dropped and its cases are not searched again. Distances are taken in the representation with
    the PCA scores unwhitened (`coherence_space="pca"`; whitening shrinks a component that holds
    a shift to the noise components' spread) and each dimension scaled by the slice classifier's
-   |weight| to the power `coherence_gamma`, so that dimensions the slice is not about count less. (`coherence="silhouette"`, the check
-   before 2026-12-03, keeps a slice whose mean silhouette is at least `min_silhouette`.)
+   |weight| to the power `coherence_gamma`, so that dimensions the slice is not about count
+   less. (`coherence="silhouette"`, the check before 2026-12-03, keeps a slice whose mean
+   silhouette is at least `min_silhouette`.)
 8. Further slices repeat steps 2-7 on the cases not yet in a slice (another failure mode).
 
 Membership strength orders a slice's cases, strongest first: the mean of three percentiles among
@@ -323,6 +324,7 @@ class CoherentSlicer:
         remaining = np.ones(n_cases, bool)
         self.models_, self.thresholds_, self.t_statistics_ = [], [], []
         self.member_points_, self.max_distance_, member_index = [], [], []
+        member_neighbours = []  # per slice, its members' neighbours (by increasing case index)
         self.predicted_ = np.zeros((n_cases, 0))
         for salt in range(self.n_slices):
             index = np.flatnonzero(remaining)
@@ -346,11 +348,14 @@ class CoherentSlicer:
             members = self._core(x, index[order][:m], j)
             if self.expand:
                 probability, members = self._expand(x, index, members, salt, j, probability)
-            if not self._is_coherent(x, members, j):
+            members = np.sort(members)  # the order of the fit cases, as `fit_assigned_ == j`
+            neighbours = self._member_neighbours(x, members, j)
+            if not self._is_coherent(x, members, j, neighbours):
                 # scattered, not a coherent failure: dropped, and its cases not searched again
                 self._drop_last()
                 remaining[members] = False
                 continue
+            member_neighbours.append(neighbours)
             column = np.zeros(n_cases)
             column[index] = probability
             self.predicted_ = np.hstack([self.predicted_, column[:, None]])
@@ -371,9 +376,11 @@ class CoherentSlicer:
             np.sort(self.predicted_[members, j]) for j, members in enumerate(member_index)
         ]
         self.fit_points_ = x
+        # each fit member's share of members among its neighbours, from the neighbours found
+        # for the coherence check (members of later slices count as non-members)
         fit_shares = [
-            self._member_share(np.flatnonzero(self.fit_assigned_ == j), None, j)
-            for j in range(len(self.models_))
+            np.zeros(0) if nb is None else (self.fit_assigned_[nb] == j).mean(axis=1)
+            for j, nb in enumerate(member_neighbours)
         ]
         self.member_share_ = [np.sort(v) for v in fit_shares]
         self.memberships_ = self._strengths(
@@ -381,11 +388,20 @@ class CoherentSlicer:
         )
         return self
 
-    def _is_coherent(self, x: np.ndarray, members: np.ndarray, j: int) -> bool:
+    def _member_neighbours(self, x: np.ndarray, members: np.ndarray, j: int) -> np.ndarray | None:
+        """The `coherence_k` nearest cases of each member of slice j in its metric, or None
+        when neither the coherence check nor the member order needs them."""
+        if self.coherence != "neighbours" and self.order == "prob_near":
+            return None
+        return nearest_neighbours(x * self._metric(j), members, self.coherence_k)
+
+    def _is_coherent(
+        self, x: np.ndarray, members: np.ndarray, j: int, neighbours: np.ndarray | None
+    ) -> bool:
         """Whether slice j is a failure mode rather than a scatter of unrelated failures."""
         if self.coherence == "neighbours":
             core = neighbour_core(
-                x * self._metric(j), members, self.coherence_k, self.coherence_share
+                x * self._metric(j), members, self.coherence_k, self.coherence_share, neighbours
             )
             return core.size >= self.coherence_min * self.min_slice_size
         if self.coherence == "silhouette" and self.min_silhouette is not None:
@@ -506,17 +522,15 @@ class CoherentSlicer:
             if self.order == "prob_near":
                 strength = 0.5 * (p_rank + near)
             else:
-                share = shares[j] if shares is not None else self._member_share(None, x[member], j)
-                s_rank = _percentile(self.member_share_[j], share)
-                strength = (
-                    (p_rank + near + s_rank) / 3 if self.order == "prob_near_share" else s_rank
-                )
+                share = shares[j] if shares is not None else self._member_share(x[member], j)
+                strength = (p_rank + near + _percentile(self.member_share_[j], share)) / 3
             strengths[member, j] = np.maximum(strength, 1e-6)
         return strengths
 
     def _metric(self, j: int) -> np.ndarray:
-        """Per-dimension scale of slice j's neighbourhoods: its classifier's weights to the
-        power `coherence_gamma` (0: the representation as it is)."""
+        """Per-dimension scale of slice j's neighbourhoods: the PCA scores' own spread back
+        (`coherence_space="pca"`), times its classifier's |weights| to the power
+        `coherence_gamma` (0: no weighting)."""
         weight = np.abs(self.models_[j].coef_)
         scale = np.ones_like(weight)
         if self.coherence_space == "pca" and self.reducer_ is not None:
@@ -526,19 +540,12 @@ class CoherentSlicer:
             return scale
         return scale * (weight / weight.max()) ** self.coherence_gamma
 
-    def _member_share(
-        self, rows: np.ndarray | None, points: np.ndarray | None, j: int
-    ) -> np.ndarray:
-        """Share of the `coherence_k` nearest fit cases that are members of slice j, for fit
-        cases `rows` (themselves excluded) or new `points`."""
-        if self.order == "prob_near":
-            return np.zeros(len(rows) if rows is not None else len(points))
+    def _member_share(self, points: np.ndarray, j: int) -> np.ndarray:
+        """Share of the `coherence_k` nearest fit cases of each new point that are members of
+        slice j, in the slice's metric."""
         scale = self._metric(j)
         neighbours = nearest_neighbours(
-            self.fit_points_ * scale,
-            rows,
-            self.coherence_k,
-            None if points is None else points * scale,
+            self.fit_points_ * scale, None, self.coherence_k, points * scale
         )
         return (self.fit_assigned_[neighbours] == j).mean(axis=1)
 
