@@ -26,7 +26,7 @@ from seg4seg_cli.bench.runner import audit_test_set, model_folder
 from seg4seg_cli.bench.score import score
 from seg4seg_cli.discover import DiscoverOptions, run_discover
 
-PLANTED = ["artefact", "appearance", "acquisition", "annotation", "small", "brain"]
+PLANTED = ["artefact", "appearance", "acquisition", "annotation", "small", "brain", "few"]
 DEV_MODELS = (100, 101)
 
 
@@ -45,13 +45,14 @@ def make_sets(bench: Path) -> None:
         if not model.is_dir():
             raise SystemExit(f"{model} is missing: run seg4seg bench --seed 100 --seeds 2 first")
         folder.mkdir(parents=True, exist_ok=True)
-        audit_test_set(sc.generate_test(scenario, seed, 120, folder), model, folder / "audit")
+        size = scenario.size(120)
+        audit_test_set(sc.generate_test(scenario, seed, size, folder), model, folder / "audit")
         print(f"audited {name} seed {seed}", flush=True)
 
 
 def folders(bench: Path) -> list[tuple[str, int, Path]]:
     found = []
-    for name in [*PLANTED, "few", "null"]:
+    for name in [*PLANTED, "null"]:
         for seed in DEV_MODELS:
             found += [
                 (name, seed, f) for f in sorted(bench.glob(f"scenarios/{name}/n*/seed{seed}"))

@@ -3,7 +3,7 @@ grid, and compute error, uncertainty and image features (the metrics themselves 
 
 Files are read with SimpleITK, not through a model, so predictions from any tool work. Nothing is
 ever resampled: a geometry mismatch is an error naming the case and the file. The image's voxels
-are needed last (intensity features) and are the biggest read (a CT volume: ~0.35 s), so they are
+are needed last (intensity and image-quality features) and are the biggest read (a CT volume: ~0.35 s), so they are
 read in a thread while the labels are evaluated; SimpleITK releases the GIL while it reads.
 """
 
@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from seg4seg_cli.errors import CaseError
 from seg4seg_cli.file_checks import check_complete
+from seg4seg_cli.image_quality import QUALITY_FEATURES, quality_features
 from seg4seg_cli.labels import LabelSet
 from seg4seg_cli.metrics import (
     METRIC_NAMES,
@@ -42,6 +43,7 @@ IMAGE_FEATURES = (
     "intensity_std",
     "intensity_p01",
     "intensity_p99",
+    *QUALITY_FEATURES,
 )
 UNCERTAINTY_FEATURES = ("entropy_mean", "entropy_in_pred")
 DESCRIPTOR_KEY = "image_descriptor"  # carried with the row, written to embeddings.parquet
@@ -206,6 +208,7 @@ def features_for_case(
         raise CaseError(f"the image {case.image_file} contains NaN or inf values; fix the image")
     row.update(geometry_features(image))
     row.update(_intensity_features(image_array))
+    row.update(quality_features(image_array, row["intensity_p01"], row["intensity_p99"]))
     row[DESCRIPTOR_KEY] = image_descriptor(
         image_array, row["intensity_p01"], row["intensity_p99"]
     ).tolist()

@@ -37,6 +37,8 @@ from seg4seg_cli.metrics import EMPTY_MASK_CONVENTIONS, METRIC_NAMES
 from seg4seg_cli.run_record import now_iso, part_path, record_path, write_step
 
 SCHEMA_VERSION = 1
+# bump when a row gains or changes columns: rows cached in partial/features are then recomputed
+ROW_VERSION = 2  # 2: image_noise, image_sharpness
 DESCRIPTOR_SOURCE = "image_descriptor"
 COUNT_METRICS = {"n_comp_ref", "n_comp_pred", "n_comp_missed", "n_comp_extra"}
 SURFACE_DEFINITION = (
@@ -256,6 +258,7 @@ def run_features(options: FeaturesOptions) -> FeaturesResult:
 
     settings = {
         "schema_version": SCHEMA_VERSION,
+        "row_version": ROW_VERSION,
         "nsd_tol_mm": options.nsd_tol_mm,
         "labels": labels.to_json(),
     }

@@ -19,7 +19,8 @@ PRODUCT_METRICS = [
 ]  # fmt: skip
 IMAGE_COLUMNS = [
     "spacing_x", "spacing_y", "spacing_z", "shape_x", "shape_y", "shape_z",
-    "intensity_mean", "intensity_std", "intensity_p01", "intensity_p99",
+    "intensity_mean", "intensity_std", "intensity_p01", "intensity_p99", "image_noise",
+    "image_sharpness",
 ]  # fmt: skip
 
 
