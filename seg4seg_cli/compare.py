@@ -41,6 +41,7 @@ from seg4seg_cli.discover import (
 from seg4seg_cli.errors import DataError, UsageError
 from seg4seg_cli.features import FeaturesOptions, run_features
 from seg4seg_cli.gate import Verdict
+from seg4seg_cli.image_quality import QUALITY_FEATURES
 from seg4seg_cli.predict import PredictOptions, run_predict
 from seg4seg_cli.run_record import now_iso, write_step
 from seg4seg_cli.slicers import METHODS
@@ -61,10 +62,20 @@ SHOWN_LEFT_OUT = 10
 # compare's own defaults for the coherent slicer, under any --param given: its representation
 # holds both models' embeddings side by side, and fewer principal components of them (16 rather
 # than up to 32) found the planted regression among scattered ones on 30/32 development
-# comparisons instead of 26/32 (8 to 24 all did as well; docs/compare.md). The silhouette check
-# and member order are those the comparison bench ran with: the neighbour check that became
-# discover's default on 2026-12-03 was chosen on discovery data, not on comparisons.
-COHERENT_DEFAULTS = {"n_pca_components": 16, "coherence": "silhouette", "order": "prob_near"}
+# comparisons instead of 26/32 (8 to 24 all did as well; docs/compare.md). The silhouette check,
+# member order and linear failure model are those the comparison bench ran with: the neighbour
+# check and neighbour vote that became discover's defaults on 2026-12-03 were chosen on
+# discovery data, not on comparisons.
+COHERENT_DEFAULTS = {
+    "n_pca_components": 16,
+    "coherence": "silhouette",
+    "order": "prob_near",
+    "predictor": "linear",
+}
+# and the representation the comparison bench ran with: the mean-pooled bottleneck of each model
+# (not the mean and maximum of every encoder stage that discover has used since 2026-12-03) and
+# the candidate's label-free columns without the image-quality ones added on that day
+LEFT_OUT_COLUMNS = QUALITY_FEATURES
 
 
 @dataclass(frozen=True)
@@ -183,7 +194,7 @@ class Paired:
 def _pair(sides: dict[str, Side], metric: str) -> Paired:
     frames, embeddings = {}, {}
     for name, side in sides.items():
-        cases, matrix, _ = load_out_folder(side.out)
+        cases, matrix, _ = load_out_folder(side.out, bottleneck_only=True)
         if metric not in cases.columns:
             raise UsageError(f"--metric {metric!r} is not a column of {side.out}/cases.parquet")
         frames[name], embeddings[name] = cases, matrix
@@ -261,6 +272,7 @@ def _find(
     if METHODS[options.method][2] and paired.embeddings is None:
         raise DataError(f"method {options.method} needs embeddings; neither side has any")
     features = candidate_features(paired.features)
+    features = features.drop(columns=[c for c in LEFT_OUT_COLUMNS if c in features.columns])
     make = slicer_factory(
         options.method, options.n_slices, options.seed, min_size, paired.change.size,
         slicer_params(options),

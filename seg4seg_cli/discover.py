@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from seg4seg_cli import atomic, console
 from seg4seg_cli.crossfit import Candidate, cross_fit, fold_of_each_case
-from seg4seg_cli.embeddings_store import read_embeddings
+from seg4seg_cli.embeddings_store import bottleneck_mean, read_embedding_blocks, read_embeddings
 from seg4seg_cli.errors import DataError, UsageError
 from seg4seg_cli.metrics import METRIC_NAMES
 from seg4seg_cli.run_record import now_iso, write_step
@@ -82,8 +82,11 @@ def _rounded(value: float | None, digits: int = 6) -> float | None:
     return float(f"{value:.{digits}g}")
 
 
-def load_out_folder(out: Path) -> tuple[pd.DataFrame, np.ndarray | None, str | None]:
-    """cases.parquet as a DataFrame sorted by case id, and the embeddings aligned to it."""
+def load_out_folder(
+    out: Path, bottleneck_only: bool = False
+) -> tuple[pd.DataFrame, np.ndarray | None, str | None]:
+    """cases.parquet as a DataFrame sorted by case id, and the embeddings aligned to it (only the
+    deepest stage's mean-pooled block with `bottleneck_only`)."""
     cases_file = out / "cases.parquet"
     if not cases_file.is_file():
         raise DataError(f"{cases_file} does not exist; run `seg4seg features` into {out} first")
@@ -105,6 +108,8 @@ def load_out_folder(out: Path) -> tuple[pd.DataFrame, np.ndarray | None, str | N
             f"({', '.join(missing[:5])}); rerun predict or features into {out}"
         )
     aligned = matrix[[index[c] for c in cases["case_id"]]]
+    if bottleneck_only:
+        aligned = bottleneck_mean(aligned, read_embedding_blocks(embeddings_file))
     return cases, aligned, sources[0] if sources else None
 
 

@@ -1,7 +1,9 @@
 """Per-case embeddings: a resumable per-case cache and the `embeddings.parquet` file.
 
 `embeddings.parquet` has one row per case: `case_id` (string), `embedding`
-(`fixed_size_list<float32>[d]`) and `source` (what produced it), sorted by case id. While a run
+(`fixed_size_list<float32>[d]`) and `source` (what produced it), sorted by case id. A model's
+embeddings say in the file's metadata (`blocks`) which dimensions come from which encoder stage
+and pooling. While a run
 is going, each finished case's vector sits in `OUT/partial/embeddings/CASE.npy`, so that a killed
 run loses nothing; the Parquet file is assembled from those at the end.
 """
@@ -57,7 +59,7 @@ def write_embeddings(
     case_ids: list[str],
     vectors: list[np.ndarray],
     source: str,
-    extra_metadata: dict[str, str] | None = None,
+    extra_metadata: dict[str, object] | None = None,
 ) -> None:
     """Write one row per case, sorted by case id, atomically. All vectors must have one width."""
     order = np.argsort(np.asarray(case_ids, dtype=object), kind="stable")
@@ -88,3 +90,24 @@ def read_embeddings(path: Path) -> tuple[list[str], np.ndarray, list[str]]:
     width = column.type.list_size
     matrix = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, width).astype(np.float32)
     return table.column("case_id").to_pylist(), matrix, table.column("source").to_pylist()
+
+
+def read_embedding_blocks(path: Path) -> list[dict] | None:
+    """The layout of an embeddings file (`blocks` of its metadata), or None when it has none
+    (image descriptors, files written before the layout was recorded)."""
+    metadata = pq.read_schema(path).metadata or {}
+    try:
+        blocks = json.loads(metadata[b"seg4seg"]).get("blocks")
+    except (KeyError, ValueError, AttributeError):
+        return None
+    return blocks if isinstance(blocks, list) and blocks else None
+
+
+def bottleneck_mean(matrix: np.ndarray, blocks: list[dict] | None) -> np.ndarray:
+    """The mean-pooled block of the last (deepest) module, the embedding seg4seg recorded before
+    2026-12-03; the whole matrix when the layout is unknown."""
+    if not blocks:
+        return matrix
+    last = blocks[-1]["module"]
+    block = next(b for b in blocks if b["module"] == last and b["pooling"] == "mean")
+    return matrix[:, block["start"] : block["start"] + block["width"]]

@@ -21,7 +21,7 @@ import torch
 
 from seg4seg_cli.atomic import atomic_path
 from seg4seg_cli.checkpoint import load_checkpoint
-from seg4seg_cli.embedding_hook import PooledActivationRecorder
+from seg4seg_cli.embedding_hook import PooledActivationRecorder, embedding_blocks
 from seg4seg_cli.errors import CaseError, ModelError, UsageError
 from seg4seg_cli.file_checks import check_complete
 from seg4seg_cli.model_folder import ModelFiles
@@ -36,7 +36,7 @@ with contextlib.redirect_stdout(io.StringIO()):  # nnunetv2.paths warns on stdou
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 EMBEDDING_SOURCE = "nnunet_encoder"
-EMBEDDING_LAYER = "network.encoder.stages[-1]"
+EMBEDDING_LAYER = "network.encoder.stages[*], mean and max over space"
 
 
 @contextlib.contextmanager
@@ -151,13 +151,19 @@ class NnunetModel:
                     "use the plans.json the model was trained with"
                 ) from exc
         try:
-            bottleneck = network.encoder.stages[-1]
+            stages = list(network.encoder.stages)
+            widths = [int(w) for w in network.encoder.output_channels]
+            if not stages or len(widths) != len(stages):
+                raise TypeError("stages and output_channels disagree")
         except (AttributeError, IndexError, TypeError) as exc:
             raise ModelError(
                 f"the network {type(network).__name__} has no encoder.stages; seg4seg needs a "
                 "dynamic_network_architectures U-Net to take embeddings"
             ) from exc
-        self.recorder = PooledActivationRecorder(bottleneck)
+        self.recorder = PooledActivationRecorder(stages)
+        self.embedding_blocks = embedding_blocks(
+            [f"encoder.stages[{k}]" for k in range(len(stages))], widths
+        )
         self.n_input_channels = n_inputs
 
         with nnunet_output(verbose):

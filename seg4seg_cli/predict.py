@@ -126,6 +126,7 @@ def run_predict(options: PredictOptions) -> PredictResult:
         "step_size": options.step_size,
         "use_mirroring": not options.disable_tta,
         "save_probabilities": options.save_probabilities,
+        "embedding": EMBEDDING_LAYER,
     }
     record_file = record_path(out, num_parts, part_id)
     previous = read_record(record_file).get("steps", {}).get("predict", {})
@@ -239,6 +240,7 @@ def run_predict(options: PredictOptions) -> PredictResult:
             source=EMBEDDING_SOURCE,
             extra_metadata={
                 "layer": EMBEDDING_LAYER,
+                "blocks": model.embedding_blocks,
                 "model_checksum_sha256": settings["model_checksum_sha256"],
             },
         )

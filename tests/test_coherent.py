@@ -149,7 +149,8 @@ def test_failures_sharing_only_a_symptom_are_dropped_by_the_coherence_check(seed
     """Scattered failures (each its own embedding direction) that all show extra predicted
     components: a linear model groups them by that symptom; the default neighbour check drops
     the group because its members' nearest cases lie outside it (and so does the silhouette
-    check it replaced, the members being no closer to one another than to the other cases)."""
+    check it replaced, with the linear failure model it was used with, the members being no
+    closer to one another than to the other cases)."""
     embeddings, dice = _cases(200, seed, direction_per_failure=True)
     rng = np.random.default_rng(seed)
     failing = dice < 0.7
@@ -167,12 +168,15 @@ def test_failures_sharing_only_a_symptom_are_dropped_by_the_coherence_check(seed
 
     assert failing_slices(coherence="none"), "the symptom alone makes a slice without a check"
     assert failing_slices() == []
-    assert failing_slices(coherence="silhouette", min_silhouette=0.0) == []
+    # the silhouette check with the linear failure model: the settings `compare` keeps
+    assert failing_slices(coherence="silhouette", min_silhouette=0.0, predictor="linear") == []
 
 
 def test_unknown_coherence_settings_are_refused_by_name():
     embeddings, dice = _cases(60, 0, direction_per_failure=False)
-    for params in ({"coherence": "knn"}, {"order": "share"}, {"coherence_space": "raw"}):
+    for params in (
+        {"coherence": "knn"}, {"order": "share"}, {"coherence_space": "raw"}, {"predictor": "svm"},
+    ):  # fmt: skip
         name = next(iter(params))
         with pytest.raises(ValueError, match=f"{name} must be one of"):
             CoherentSlicer(**params).fit(embeddings, dice)

@@ -38,13 +38,32 @@ def test_compare_gives_coherent_its_own_defaults_under_the_users_params():
     # the settings the comparison bench was run with, whatever discover's default becomes
     assert slicer_params(options) == COHERENT_DEFAULTS == {
         "n_pca_components": 16, "coherence": "silhouette", "order": "prob_near",
+        "predictor": "linear",
     }  # fmt: skip
     options.params = {"n_pca_components": 8, "C": 0.3}
     assert slicer_params(options) == {
         "n_pca_components": 8, "C": 0.3, "coherence": "silhouette", "order": "prob_near",
+        "predictor": "linear",
     }  # fmt: skip
     options.method, options.params = "domino", None
     assert slicer_params(options) is None  # other methods keep their own defaults
+
+
+def test_compare_keeps_the_representation_its_bench_ran_with(cli, sample_run):
+    """Both models' mean-pooled bottlenecks side by side (not every stage's mean and maximum,
+    which discover uses), and no image-quality columns in what the slicer sees."""
+    from seg4seg_cli.compare import LEFT_OUT_COLUMNS, Side, _pair
+    from seg4seg_cli.discover import load_out_folder
+    from seg4seg_cli.image_quality import QUALITY_FEATURES
+
+    assert cli("features", "-d", SAMPLE_DATA, "-o", sample_run).code == 0
+    sides = {n: Side(n, sample_run, "model") for n in ("baseline", "candidate")}
+    paired = _pair(sides, "dice")
+    _, everything, _ = load_out_folder(sample_run)
+    _, bottleneck, _ = load_out_folder(sample_run, bottleneck_only=True)
+    assert everything.shape[1] == 240 and bottleneck.shape[1] == 64
+    np.testing.assert_array_equal(paired.embeddings, np.hstack([bottleneck, bottleneck]))
+    assert set(LEFT_OUT_COLUMNS) == set(QUALITY_FEATURES) <= set(paired.features.columns)
 
 
 def test_paired_statistics_without_a_test():

@@ -334,7 +334,7 @@ def test_model_embeddings_are_kept(cli, sample_run):
 
     assert _features(cli, SAMPLE_DATA, sample_run).code == 0
     _, matrix, sources = read_embeddings(sample_run / "embeddings.parquet")
-    assert set(sources) == {"nnunet_encoder"} and matrix.shape[1] == 64
+    assert set(sources) == {"nnunet_encoder"} and matrix.shape[1] == 240  # 2 x (8+16+32+64)
 
 
 def test_resume_does_not_depend_on_how_paths_are_spelled(cli, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 import torch
 from conftest import ENDING, PLANTED, SAMPLE_DATA, SAMPLE_MODEL, sample_test_case_ids
 
-from seg4seg_cli.embeddings_store import read_embeddings
+from seg4seg_cli.embeddings_store import bottleneck_mean, read_embedding_blocks, read_embeddings
 
 
 def _read(path):
@@ -64,9 +64,10 @@ def test_sample_model_is_good_on_normal_cases_and_worse_on_the_planted_subgroup(
     assert planted < normal - 0.15
 
 
-def test_embeddings_have_the_bottleneck_width_one_row_per_case(sample_run):
+def test_embeddings_pool_every_stage_one_row_per_case(sample_run):
     plans = json.loads((SAMPLE_MODEL / "plans.json").read_text())
-    width = plans["configurations"]["2d"]["architecture"]["arch_kwargs"]["features_per_stage"][-1]
+    stages = plans["configurations"]["2d"]["architecture"]["arch_kwargs"]["features_per_stage"]
+    width = 2 * sum(stages)  # the mean and the maximum of every encoder stage
     table = pq.read_table(sample_run / "embeddings.parquet")
     assert table.schema.field("embedding").type.list_size == width
     assert str(table.schema.field("embedding").type.value_type) == "float"
@@ -75,6 +76,23 @@ def test_embeddings_have_the_bottleneck_width_one_row_per_case(sample_run):
     assert matrix.shape == (len(case_ids), width)
     assert np.isfinite(matrix).all()
     assert set(sources) == {"nnunet_encoder"}
+    blocks = read_embedding_blocks(sample_run / "embeddings.parquet")
+    expected, start = [], 0
+    for k, channels in enumerate(stages):
+        for pooling in ("mean", "max"):
+            expected.append((f"encoder.stages[{k}].{pooling}", start, channels))
+            start += channels
+    assert [(b["name"], b["start"], b["width"]) for b in blocks] == expected
+    # the maximum over space is never below the mean over space, channel by channel
+    for k in range(len(stages)):
+        mean, high = blocks[2 * k], blocks[2 * k + 1]
+        assert (
+            matrix[:, high["start"] : high["start"] + high["width"]]
+            >= matrix[:, mean["start"] : mean["start"] + mean["width"]] - 1e-6
+        ).all()
+    bottleneck = bottleneck_mean(matrix, blocks)
+    np.testing.assert_array_equal(bottleneck, matrix[:, blocks[-2]["start"] : blocks[-1]["start"]])
+    assert bottleneck.shape == (len(case_ids), stages[-1])
 
 
 def test_embeddings_differ_between_visually_different_cases(sample_run):

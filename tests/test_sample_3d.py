@@ -152,18 +152,23 @@ def _folds_model(tmp_path):
     return model
 
 
-def test_embedding_averages_every_tile_mirror_and_fold(data, case_ids, tmp_path):
+def test_embedding_pools_every_stage_over_tiles_mirrors_and_folds(data, case_ids, tmp_path):
     from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
 
     from seg4seg_cli.model_folder import resolve_model
     from seg4seg_cli.nnunet_adapter import NnunetModel
 
     model = NnunetModel(resolve_model(_folds_model(tmp_path), None), torch.device("cpu"))
-    bottleneck = model.predictor.network.encoder.stages[-1]
-    seen: list[torch.Tensor] = []  # an independent record: every pooled bottleneck output
-    bottleneck.register_forward_hook(
-        lambda module, inputs, output: seen.extend(output.detach().float().mean((2, 3, 4)))
-    )
+    stages = list(model.predictor.network.encoder.stages)
+    # an independent record: every output of every stage, pooled by mean and by maximum
+    seen: list[list[torch.Tensor]] = [[] for _ in stages]
+    for k, stage in enumerate(stages):
+        stage.register_forward_hook(
+            lambda module, inputs, output, k=k: seen[k].extend(
+                torch.cat([item.float().mean((1, 2, 3)), item.float().amax((1, 2, 3))])
+                for item in output.detach()
+            )
+        )
     patch = model.configuration_manager.patch_size
     n_mirrors = 2 ** len(model.predictor.allowed_mirroring_axes)
     for case_id in case_ids[:2]:
@@ -172,12 +177,17 @@ def test_embedding_averages_every_tile_mirror_and_fold(data, case_ids, tmp_path)
         steps = compute_steps_for_sliding_window(preprocessed.shape[1:], patch, 0.5)
         n_tiles = int(np.prod([len(s) for s in steps]))
         assert n_tiles >= 4, "the sample must need several tiles"
-        seen.clear()
+        for record in seen:
+            record.clear()
         prediction = model.predict_files(files)
-        assert len(seen) == n_tiles * n_mirrors * 2  # two folds
-        per_fold = torch.stack(seen).reshape(2, -1, seen[0].numel()).mean(1)
-        assert not torch.allclose(per_fold[0], per_fold[1])  # the folds differ
-        np.testing.assert_allclose(prediction.embedding, per_fold.mean(0).numpy(), rtol=1e-5)
+        expected = []
+        for record in seen:
+            assert len(record) == n_tiles * n_mirrors * 2  # two folds
+            per_fold = torch.stack(record).reshape(2, -1, record[0].numel()).mean(1)
+            expected.append(per_fold.mean(0))
+        assert not torch.allclose(per_fold[0], per_fold[1])  # the folds differ (bottleneck)
+        np.testing.assert_allclose(prediction.embedding, torch.cat(expected).numpy(), rtol=1e-5)
+        assert prediction.embedding.size == 2 * sum(model.predictor.network.encoder.output_channels)
 
 
 def test_features_on_anisotropic_volumes_match_independent_references(run, data, case_ids):

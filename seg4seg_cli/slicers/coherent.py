@@ -2,10 +2,10 @@
 
 A systematic failure is one that can be predicted from what the model sees; a case with its own
 odd problem cannot. So instead of grouping the worst cases, this method asks which failures are
-predictable, out of fold, from the representation, and groups those:
+predictable from the representation without their own label, and groups those:
 
 1. Representation: the encoder embedding, standardised and reduced by PCA (whitened), beside the
-   label-free columns of cases.parquet (image intensity statistics, predicted volume and
+   label-free columns of cases.parquet (image intensity and quality statistics, predicted volume and
    component counts, uncertainty, numeric metadata; never a column that needs the reference),
    log-scaled when they are counts or volumes, standardised and clipped to ±`clip_sd` so that a
    single odd case cannot dominate a linear model. `use_outputs=False` leaves out the columns
@@ -13,15 +13,20 @@ predictable, out of fold, from the representation, and groups those:
    alarms from unrelated failures that share a symptom, but artefacts the model segments as
    structure are then found less often (docs/methods.md).
 2. Failing cases: the `fail_share` of cases with the largest error (1 − quality).
-3. Out-of-fold prediction: a balanced L2 logistic regression of "failing" on the representation,
-   `n_folds`-fold and repeated `n_repeats` times with shuffled folds, gives each case the
-   probability of failing predicted by a model that never saw it. A scattered failure gets a low
-   probability (nothing like it elsewhere); a member of a coherent failure a high one.
+3. Predicted failure (`predictor="neighbours"`): each case's probability of failing is the share
+   of failing cases among its `predictor_k` nearest cases, itself excluded (a leave-one-out
+   prediction), in the representation with the PCA scores unwhitened. A scattered failure gets
+   a low probability (its neighbours are ordinary cases); a member of a coherent failure a high
+   one (its neighbours fail too). Unlike a linear model, the vote does not join failures that
+   lie on opposite sides of the normal cases (an artefact the model segments as extra
+   structure and erased parts that shrink the prediction). `predictor="linear"`, the default
+   before 2026-12-03, is a balanced L2 logistic regression of "failing" on the representation,
+   `n_folds`-fold and repeated `n_repeats` times with shuffled folds, out of fold.
 4. Candidates: cases ordered by that probability; the prefix whose actual error differs most
    from the rest's (the largest two-sample t statistic), between `min_slice_size` cases and
    `max_share` of all.
 5. Core (`prune`): a candidate that lies far from the other candidates (mean distance to its
-   `n_neighbors` nearest) is a scattered failure that the linear model happened to score high;
+   `n_neighbors` nearest) is a scattered failure that the prediction happened to score high;
    the candidates split into near and far at the threshold with the largest between-group
    variance (Otsu), and the far ones are dropped when the two groups are clearly apart
    (`prune_separation`).
@@ -79,6 +84,7 @@ MODEL_OUTPUTS = ("vol_pred", "n_comp_pred", "entropy")
 COHERENCE_CHECKS = ("neighbours", "silhouette", "none")
 ORDERS = ("prob_near_share", "prob_near")
 SPACES = ("pca", "whitened")
+PREDICTORS = ("linear", "neighbours", "both", "weighted")
 LARGE = 2000  # cases above which one out-of-fold split replaces `n_repeats`
 # columns that need the reference (or compare with it) are never part of the representation
 _REFERENCE_MARKERS = ("_ref", "ref_empty", "pred_empty")
@@ -220,6 +226,9 @@ class CoherentSlicer:
         coherence_gamma: float = 0.1,
         order: str = "prob_near_share",
         coherence_space: str = "pca",
+        predictor: str = "neighbours",
+        predictor_k: int = 10,
+        predictor_gamma: float = 0.5,
         random_state: int = 0,
     ) -> None:
         self.n_slices = n_slices
@@ -247,6 +256,9 @@ class CoherentSlicer:
         self.coherence_gamma = coherence_gamma
         self.order = order
         self.coherence_space = coherence_space
+        self.predictor = predictor
+        self.predictor_k = predictor_k
+        self.predictor_gamma = predictor_gamma
         self.random_state = random_state
 
     # ------------------------------------------------------------------ representation
@@ -275,6 +287,7 @@ class CoherentSlicer:
         if self.scaler_ is not None and not self.scaler_.columns_:
             self.scaler_ = None
         representation = self._represent(embeddings, features, n_cases)
+        self.fit_dims_ = representation.shape[1]
         if representation.shape[1] == 0:
             raise ValueError(
                 "CoherentSlicer needs embeddings or numeric label-free feature columns"
@@ -303,6 +316,22 @@ class CoherentSlicer:
                 predicted[test] += model.predict_proba(x[test])
         return predicted / repeats
 
+    def _failure_probability(self, x: np.ndarray, failing: np.ndarray, salt: int) -> np.ndarray:
+        """Each case's probability of failing, predicted without its own label: out of fold by
+        the linear model, or by its `predictor_k` nearest cases, or the mean of both."""
+        if self.predictor == "linear":
+            return self._out_of_fold(x, failing, salt)
+        scale = self._space_scale()
+        if self.predictor == "weighted":
+            weight = np.abs(self._classifier().fit(x, failing).coef_)
+            if weight.max() > 0:
+                scale = scale * (weight / weight.max()) ** self.predictor_gamma
+        neighbours = nearest_neighbours(x * scale, np.arange(len(x)), self.predictor_k)
+        share = failing[neighbours].mean(axis=1)
+        if self.predictor in ("neighbours", "weighted"):
+            return share
+        return 0.5 * (share + self._out_of_fold(x, failing, salt))
+
     # ------------------------------------------------------------------ estimator API
     def fit(
         self, embeddings: np.ndarray | None, quality: np.ndarray, features=None
@@ -313,6 +342,7 @@ class CoherentSlicer:
             ("coherence", self.coherence, COHERENCE_CHECKS),
             ("order", self.order, ORDERS),
             ("coherence_space", self.coherence_space, SPACES),
+            ("predictor", self.predictor, PREDICTORS),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
@@ -336,7 +366,7 @@ class CoherentSlicer:
                 failing = error[index] > cutoff
             if failing.all() or not failing.any():
                 break
-            probability = self._out_of_fold(x[index], failing, salt)
+            probability = self._failure_probability(x[index], failing, salt)
             order = np.lexsort((index, -probability))
             m, t = best_cut(error[index][order], self.min_slice_size, high)
             if m == 0 or t <= 0:
@@ -532,13 +562,19 @@ class CoherentSlicer:
         (`coherence_space="pca"`), times its classifier's |weights| to the power
         `coherence_gamma` (0: no weighting)."""
         weight = np.abs(self.models_[j].coef_)
-        scale = np.ones_like(weight)
-        if self.coherence_space == "pca" and self.reducer_ is not None:
-            spread = self.pc_scale_ / np.sqrt(np.mean(self.pc_scale_**2))
-            scale[: spread.size] = spread
+        scale = self._space_scale()
         if self.coherence_gamma <= 0 or weight.max() <= 0:
             return scale
         return scale * (weight / weight.max()) ** self.coherence_gamma
+
+    def _space_scale(self) -> np.ndarray:
+        """Per-dimension scale of the representation for distances: the PCA scores' own spread
+        back when `coherence_space="pca"` (relative to their root mean square), else ones."""
+        scale = np.ones(self.fit_dims_)
+        if self.coherence_space == "pca" and self.reducer_ is not None:
+            spread = self.pc_scale_ / np.sqrt(np.mean(self.pc_scale_**2))
+            scale[: spread.size] = spread
+        return scale
 
     def _member_share(self, points: np.ndarray, j: int) -> np.ndarray:
         """Share of the `coherence_k` nearest fit cases of each new point that are members of
