@@ -149,10 +149,14 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "few",
             "small test set, strong failure",
-            "60 test cases, 10 from a low-field scanner (0.43x the contrast, 6.7x the noise), absent from training",
+            "60 test cases, 10 from a low-field scanner (about 0.5x the contrast, 7x the noise), absent from training",
             "plain",
             PLAIN_TRAINING,
-            Look(contrast=(60.0, 90.0), noise_sd=80.0),
+            # a wider contrast range, 55-110 (it was 60-90), and noise 85 (80), chosen on
+            # development seeds: worst-k P@10 0.55 instead of 0.60, gap 0.34. When members and
+            # distractors fail alike, the 10 worst of 18 hold about 10/18 = 0.56 of the members,
+            # so this bar cannot go much lower without distractors that fail worse than the subgroup
+            Look(contrast=(55.0, 110.0), noise_sd=85.0),
             n_test=60,
             n_subgroup=10,
             unlike=("drop", "burst"),  # less contrast, more noise
