@@ -180,3 +180,26 @@ def test_unknown_coherence_settings_are_refused_by_name():
         name = next(iter(params))
         with pytest.raises(ValueError, match=f"{name} must be one of"):
             CoherentSlicer(**params).fit(embeddings, dice)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_failure_vote_is_the_failing_share_of_each_cases_nearest_cases(seed):
+    """predictor="neighbours": the share of failing cases among each case's 10 nearest (itself
+    excluded) in the unwhitened PCA space beside the columns, against scikit-learn's search."""
+    from sklearn.neighbors import NearestNeighbors
+
+    embeddings, dice = _cases(150, seed, direction_per_failure=False)
+    rng = np.random.default_rng(seed)
+    features = pd.DataFrame({"intensity_mean": rng.normal(size=150)})
+    slicer = CoherentSlicer(random_state=seed)
+    x = slicer.fit_representation(embeddings, features, 150)
+    failing = dice < np.quantile(dice, 0.2)
+    ours = slicer._failure_probability(x, failing, 0)
+    scaled = x * slicer._space_scale()
+    _, index = NearestNeighbors(n_neighbors=11).fit(scaled).kneighbors(scaled)
+    expected = failing[index[:, 1:]].mean(axis=1)  # the first neighbour is the case itself
+    np.testing.assert_allclose(ours, expected)
+    # the unwhitened space: PCA scores keep their relative spread, the columns their own
+    spread = slicer.pc_scale_ / np.sqrt(np.mean(slicer.pc_scale_**2))
+    np.testing.assert_allclose(slicer._space_scale()[: spread.size], spread)
+    assert slicer._space_scale()[-1] == 1.0

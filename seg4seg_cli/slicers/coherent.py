@@ -84,7 +84,7 @@ MODEL_OUTPUTS = ("vol_pred", "n_comp_pred", "entropy")
 COHERENCE_CHECKS = ("neighbours", "silhouette", "none")
 ORDERS = ("prob_near_share", "prob_near")
 SPACES = ("pca", "whitened")
-PREDICTORS = ("linear", "neighbours", "both", "weighted")
+PREDICTORS = ("neighbours", "linear")
 LARGE = 2000  # cases above which one out-of-fold split replaces `n_repeats`
 # columns that need the reference (or compare with it) are never part of the representation
 _REFERENCE_MARKERS = ("_ref", "ref_empty", "pred_empty")
@@ -196,7 +196,8 @@ class CoherentSlicer:
     columns); `coherence` ("neighbours", "silhouette" or "none") with `coherence_k`,
     `coherence_share`, `coherence_min`, `coherence_gamma`, `coherence_space` ("pca" or
     "whitened"), or `min_silhouette`; `order` of the members ("prob_near_share" or
-    "prob_near"); `random_state`.
+    "prob_near"); `predictor` of failure ("neighbours", with `predictor_k`, or "linear");
+    `random_state`.
     """
 
     def __init__(
@@ -228,7 +229,6 @@ class CoherentSlicer:
         coherence_space: str = "pca",
         predictor: str = "neighbours",
         predictor_k: int = 10,
-        predictor_gamma: float = 0.5,
         random_state: int = 0,
     ) -> None:
         self.n_slices = n_slices
@@ -258,7 +258,6 @@ class CoherentSlicer:
         self.coherence_space = coherence_space
         self.predictor = predictor
         self.predictor_k = predictor_k
-        self.predictor_gamma = predictor_gamma
         self.random_state = random_state
 
     # ------------------------------------------------------------------ representation
@@ -317,20 +316,13 @@ class CoherentSlicer:
         return predicted / repeats
 
     def _failure_probability(self, x: np.ndarray, failing: np.ndarray, salt: int) -> np.ndarray:
-        """Each case's probability of failing, predicted without its own label: out of fold by
-        the linear model, or by its `predictor_k` nearest cases, or the mean of both."""
+        """Each case's probability of failing, predicted without its own label: the share of
+        failing cases among its `predictor_k` nearest cases, or out of fold by the linear model."""
         if self.predictor == "linear":
             return self._out_of_fold(x, failing, salt)
-        scale = self._space_scale()
-        if self.predictor == "weighted":
-            weight = np.abs(self._classifier().fit(x, failing).coef_)
-            if weight.max() > 0:
-                scale = scale * (weight / weight.max()) ** self.predictor_gamma
-        neighbours = nearest_neighbours(x * scale, np.arange(len(x)), self.predictor_k)
-        share = failing[neighbours].mean(axis=1)
-        if self.predictor in ("neighbours", "weighted"):
-            return share
-        return 0.5 * (share + self._out_of_fold(x, failing, salt))
+        scaled = x * self._space_scale()
+        neighbours = nearest_neighbours(scaled, np.arange(len(x)), self.predictor_k)
+        return failing[neighbours].mean(axis=1)
 
     # ------------------------------------------------------------------ estimator API
     def fit(
