@@ -71,11 +71,6 @@ class PooledActivationRecorder:
         self._sums = [None] * len(self._sums)
         self._counts = [0] * len(self._counts)
 
-    @property
-    def calls(self) -> int:
-        """Network calls (batch items) recorded since the last reset, by the first module."""
-        return self._counts[0] if self._counts else 0
-
     def pop(self) -> np.ndarray:
         """The embedding since the last reset, as float32 `(2 * sum(channels),)`; resets."""
         if any(s is None for s in self._sums):

@@ -61,7 +61,8 @@ The defaults (`fail_share` 0.2, `C` 0.1, Otsu pruning, expansion) were chosen on
 development seeds 100 and 101; the silhouette of 0 on those and on further development test sets
 (seeds 200-203 of every scenario, 200-219 of the null), never on the seeds reported; the
 neighbour check that replaced the silhouette, and the neighbour share in the member order, on
-the same development sets (docs/methods.md).
+the same development sets; the neighbour vote (10 neighbours) with the every-stage embedding and
+the image-quality columns on those sets with `few`'s seeds 200-203 added (docs/methods.md).
 """
 
 from __future__ import annotations
@@ -442,7 +443,7 @@ class CoherentSlicer:
 
     def _core(self, x: np.ndarray, members: np.ndarray, j: int) -> np.ndarray:
         """Slice j's candidates without those far from the others (scattered failures that the
-        linear model happened to score high); records the member points and distance limit."""
+        prediction happened to score high); records the member points and distance limit."""
         self.member_points_.append(x[members])
         self.max_distance_.append(np.inf)
         if self.prune == "none":
