@@ -62,7 +62,8 @@ development seeds 100 and 101; the silhouette of 0 on those and on further devel
 (seeds 200-203 of every scenario, 200-219 of the null), never on the seeds reported; the
 neighbour check that replaced the silhouette, and the neighbour share in the member order, on
 the same development sets; the neighbour vote (10 neighbours) with the every-stage embedding and
-the image-quality columns on those sets with `few`'s seeds 200-203 added (docs/methods.md).
+the image-quality columns on those sets with `few`'s seeds 200-203 added, and with them the
+neighbour check's share of 0.25 (docs/methods.md).
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ class CoherentSlicer:
         use_outputs: bool = True,
         coherence: str = "neighbours",
         coherence_k: int = 15,
-        coherence_share: float = 0.2,
+        coherence_share: float = 0.25,
         coherence_min: float = 1.0,
         coherence_gamma: float = 0.1,
         order: str = "prob_near_share",
