@@ -3,8 +3,9 @@ grid, and compute error, uncertainty and image features (the metrics themselves 
 
 Files are read with SimpleITK, not through a model, so predictions from any tool work. Nothing is
 ever resampled: a geometry mismatch is an error naming the case and the file. The image's voxels
-are needed last (intensity and image-quality features) and are the biggest read (a CT volume: ~0.35 s), so they are
-read in a thread while the labels are evaluated; SimpleITK releases the GIL while it reads.
+are needed last (intensity and image-quality features) and are the biggest read (a CT volume:
+~0.35 s), so they are read in a thread while the labels are evaluated; SimpleITK releases the GIL
+while it reads.
 """
 
 from __future__ import annotations
