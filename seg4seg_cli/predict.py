@@ -150,6 +150,13 @@ def run_predict(options: PredictOptions) -> PredictResult:
             paths.append(predictions_dir / f"{case.case_id}.npz")
         return [cache.path(case.case_id), *paths]
 
+    if not reuse:
+        # a redo first removes this part's outputs of the old run: if it is killed, the record
+        # already names the new settings, and a resumed run must not take an old case for done
+        for case in listing.cases:
+            for path in [*outputs_of(case), predictions_dir / f"{case.case_id}.npz"]:
+                path.unlink(missing_ok=True)
+
     result = PredictResult(out=out, device=str(device), record_file=record_file)
     result.skipped = dict(listing.skipped)
     case_seconds: dict[str, dict] = {}

@@ -107,6 +107,44 @@ def test_sigkill_at_random_points_then_resume_gives_identical_outputs(
         _assert_same_outputs(out, reference_out)
 
 
+def test_a_killed_overwrite_over_other_settings_resumes_without_the_old_outputs(
+    dataset, reference, tmp_path
+):
+    """An out folder predicted with other settings (no mirroring), redone with --overwrite,
+    killed half-way, then resumed without --overwrite: the result is the reference run's, not a
+    mix of old and new cases (the record names the new settings as soon as the redo starts)."""
+    reference_out, durations = reference
+    out = tmp_path / "out"
+    old = subprocess.run(
+        [*_command("predict", dataset, out), "--disable-tta"], capture_output=True, env=ENV
+    )
+    assert old.returncode == 0
+    started = time.time()
+    process = subprocess.Popen(
+        [*_command("predict", dataset, out), "--overwrite"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
+    # killed once the redo has finished a few cases (so it has begun), long before its end
+    deadline = time.monotonic() + 10 * durations["predict"] + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        redone = [
+            p for p in (out / "partial" / "embeddings").glob("*.npy")
+            if p.stat().st_mtime >= started
+        ]  # fmt: skip
+        if len(redone) >= 3:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the redo finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    _assert_no_half_files(out)
+    resumed = _run("predict", dataset, out)
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_outputs(out, reference_out)
+
+
 def test_a_failing_write_is_a_clear_error_and_leaves_no_corrupt_file(dataset, reference, tmp_path):
     out = tmp_path / "out"
     assert _run("predict", dataset, out).returncode == 0
