@@ -240,10 +240,19 @@ def run_predict(options: PredictOptions) -> PredictResult:
         raise unexpected[0]
     if result.done:
         result.embeddings_file = part_path(out, "embeddings.parquet", num_parts, part_id)
+        vectors = [cache.read(c) for c in result.done]
+        width = sum(b["width"] for b in model.embedding_blocks)
+        stale = [c for c, v in zip(result.done, vectors, strict=True) if v.shape != (width,)]
+        if stale:
+            raise OutputError(
+                f"{out} holds embeddings of another width than this model's ({width}) for "
+                f"{len(stale)} case(s) ({', '.join(stale[:3])}), left by an older seg4seg or an "
+                "interrupted redo; pass --overwrite to redo them"
+            )
         write_embeddings(
             result.embeddings_file,
             result.done,
-            [cache.read(c) for c in result.done],
+            vectors,
             source=EMBEDDING_SOURCE,
             extra_metadata={
                 "layer": EMBEDDING_LAYER,

@@ -54,6 +54,22 @@ def test_rerun_with_other_settings_needs_overwrite(cli, small_dataset, tmp_path)
     assert redone.code == 0 and "(4 new, 0 reused)" in redone.err
 
 
+def test_cached_embeddings_of_another_width_are_a_clear_error(cli, small_dataset, tmp_path):
+    """An out folder whose per-case cache holds an embedding of another width (an older seg4seg
+    recorded the bottleneck mean alone) is refused with a line naming the case and the fix."""
+    out = tmp_path / "out"
+    assert _predict(cli, SAMPLE_MODEL, small_dataset, out).code == 0
+    cached = sorted((out / "partial" / "embeddings").glob("*.npy"))[0]
+    np.save(cached, np.zeros(64, np.float32))
+    refused = _predict(cli, SAMPLE_MODEL, small_dataset, out)
+    assert refused.code == 2
+    assert "another width than this model's (240)" in refused.err
+    assert cached.stem in refused.err and "--overwrite" in refused.err
+    redone = _predict(cli, SAMPLE_MODEL, small_dataset, out, "--overwrite")
+    assert redone.code == 0 and "(4 new, 0 reused)" in redone.err
+    assert read_embeddings(out / "embeddings.parquet")[1].shape == (4, 240)
+
+
 def test_parts_cover_every_case_once_and_match_nnunet_split():
     from nnunetv2.utilities.utils import get_identifiers_from_splitted_dataset_folder
 
