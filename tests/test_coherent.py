@@ -195,11 +195,12 @@ def test_the_failure_vote_is_the_failing_share_of_each_cases_nearest_cases(seed)
     x = slicer.fit_representation(embeddings, features, 150)
     failing = dice < np.quantile(dice, 0.2)
     ours = slicer._failure_probability(x, failing, 0)
-    scaled = x * slicer._space_scale()
+    scale = slicer._space_scale(x.shape[1])
+    scaled = x * scale
     _, index = NearestNeighbors(n_neighbors=11).fit(scaled).kneighbors(scaled)
     expected = failing[index[:, 1:]].mean(axis=1)  # the first neighbour is the case itself
     np.testing.assert_allclose(ours, expected)
     # the unwhitened space: PCA scores keep their relative spread, the columns their own
     spread = slicer.pc_scale_ / np.sqrt(np.mean(slicer.pc_scale_**2))
-    np.testing.assert_allclose(slicer._space_scale()[: spread.size], spread)
-    assert slicer._space_scale()[-1] == 1.0
+    np.testing.assert_allclose(scale[: spread.size], spread)
+    assert scale[-1] == 1.0

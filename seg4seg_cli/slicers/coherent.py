@@ -288,7 +288,6 @@ class CoherentSlicer:
         if self.scaler_ is not None and not self.scaler_.columns_:
             self.scaler_ = None
         representation = self._represent(embeddings, features, n_cases)
-        self.fit_dims_ = representation.shape[1]
         if representation.shape[1] == 0:
             raise ValueError(
                 "CoherentSlicer needs embeddings or numeric label-free feature columns"
@@ -322,7 +321,7 @@ class CoherentSlicer:
         failing cases among its `predictor_k` nearest cases, or out of fold by the linear model."""
         if self.predictor == "linear":
             return self._out_of_fold(x, failing, salt)
-        scaled = x * self._space_scale()
+        scaled = x * self._space_scale(x.shape[1])
         neighbours = nearest_neighbours(scaled, np.arange(len(x)), self.predictor_k)
         return failing[neighbours].mean(axis=1)
 
@@ -556,15 +555,16 @@ class CoherentSlicer:
         (`coherence_space="pca"`), times its classifier's |weights| to the power
         `coherence_gamma` (0: no weighting)."""
         weight = np.abs(self.models_[j].coef_)
-        scale = self._space_scale()
+        scale = self._space_scale(weight.size)
         if self.coherence_gamma <= 0 or weight.max() <= 0:
             return scale
         return scale * (weight / weight.max()) ** self.coherence_gamma
 
-    def _space_scale(self) -> np.ndarray:
-        """Per-dimension scale of the representation for distances: the PCA scores' own spread
-        back when `coherence_space="pca"` (relative to their root mean square), else ones."""
-        scale = np.ones(self.fit_dims_)
+    def _space_scale(self, dims: int) -> np.ndarray:
+        """Per-dimension scale of the `dims`-wide representation for distances: the PCA scores'
+        own spread back when `coherence_space="pca"` (relative to their root mean square), else
+        ones."""
+        scale = np.ones(dims)
         if self.coherence_space == "pca" and self.reducer_ is not None:
             spread = self.pc_scale_ / np.sqrt(np.mean(self.pc_scale_**2))
             scale[: spread.size] = spread
