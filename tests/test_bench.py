@@ -138,6 +138,24 @@ def test_every_distractor_kind_corrupts_the_image_and_never_the_label():
     assert len(set(kinds)) > len(KINDS)  # single kinds and combinations, drawn per case
 
 
+def test_the_few_scenario_gives_every_distractor_two_kinds(tmp_path):
+    # its subgroup fails harder than one corruption usually makes a case fail; with one kind
+    # the 10 worst cases were mostly members, and error ranking nearly found the subgroup
+    from seg4seg_cli.bench.distractors import corrupt
+
+    rng = np.random.default_rng(2)
+    both = [corrupt(rng, *make_case(rng, Look()), second_kind_share=1.0)[1] for _ in range(12)]
+    assert all(len(info["parts"]) == 2 and len(set(info["kind"].split("+"))) == 2 for info in both)
+    few = sc.SCENARIOS["few"]
+    sc.generate_test(few, 0, few.size(), tmp_path)
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert len(truth["subgroup"]) == 10 and len(truth["distractors"]) == 8
+    assert all("+" in info["kind"] for info in truth["corruptions"].values())
+    assert not any(
+        set(info["kind"].split("+")) & set(few.unlike) for info in truth["corruptions"].values()
+    )
+
+
 def test_brain_cases_are_real_anatomy_with_a_white_matter_label():
     from seg4seg_cli.bench import brain
 

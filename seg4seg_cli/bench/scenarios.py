@@ -22,7 +22,8 @@ model trained on plain cases is audited on several test sets, as a released mode
 6. brain        real anatomy (MNI152 T1, white matter): grey matter brighter than white matter
                 (another sequence), absent from training
 7. few          60 cases, 10 from a harsher low-field scanner: a strong failure (gap >= 0.3) in a
-                small test set, no worse than the distractors (an inverted contrast, its first
+                small test set, no worse than the distractors, which here all combine two kinds
+                of corruption so that they fail as hard (an inverted contrast, its first
                 version, failed so much worse that listing the 10 worst cases found it)
 8. null         no subgroup (distractors only): any alarm is false
 
@@ -71,6 +72,9 @@ class Scenario:
     # distractor kinds that would reproduce the subgroup's own failure mechanism: such a case
     # would belong to the failure mode, not be a scattered failure, so it is not drawn
     unlike: tuple[str, ...] = ()
+    # share of distractors that combine two kinds of corruption: more where the subgroup fails
+    # harder than one kind usually makes a case fail, so that distractors still fail alike
+    second_kind_share: float = distractors.SECOND_KIND_SHARE
 
     def distractor_kinds(self) -> tuple[str, ...]:
         return tuple(k for k in distractors.KINDS if k not in self.unlike)
@@ -149,17 +153,20 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "few",
             "small test set, strong failure",
-            "60 test cases, 10 from a low-field scanner (about 0.5x the contrast, 7x the noise), absent from training",
+            "60 test cases, 10 from a low-field scanner (about 0.5x the contrast, 8x the noise), absent from training",
             "plain",
             PLAIN_TRAINING,
-            # a wider contrast range, 55-110 (it was 60-90), and noise 85 (80), chosen on
-            # development seeds: worst-k P@10 0.55 instead of 0.60, gap 0.34. When members and
-            # distractors fail alike, the 10 worst of 18 hold about 10/18 = 0.56 of the members,
-            # so this bar cannot go much lower without distractors that fail worse than the subgroup
-            Look(contrast=(55.0, 110.0), noise_sd=85.0),
+            Look(contrast=(55.0, 110.0), noise_sd=95.0),
             n_test=60,
             n_subgroup=10,
             unlike=("drop", "burst"),  # less contrast, more noise
+            # The subgroup fails harder than one corruption usually makes a case fail (mean Dice
+            # 0.56 against 0.67 for the distractors, development seeds), so the 10 worst cases
+            # were mostly members (worst-k P@10 0.60 there, 0.62 on the reported seeds). Every
+            # distractor here combines two kinds (mean Dice 0.58 on the development sets), and
+            # the noise is 95 (it was 85) to keep the gap >= 0.3; chosen on development seeds:
+            # worst-k P@10 0.50 (at most 0.6 per seed), gap 0.40 (at least 0.30), found 6/6
+            second_kind_share=1.0,
         ),
         Scenario(
             "null",
@@ -300,7 +307,11 @@ def generate_test(scenario: Scenario, seed: int, n_test: int, folder: Path) -> P
         image, label = make_case(rng, look)
         if case_id in distractor_set:
             image, corruptions[case_id] = distractors.corrupt(
-                rng, image, label, allowed=scenario.distractor_kinds()
+                rng,
+                image,
+                label,
+                allowed=scenario.distractor_kinds(),
+                second_kind_share=scenario.second_kind_share,
             )
         _write(image, staging / "imagesTs" / f"{case_id}_0000{FILE_ENDING}", look)
         _write(label, staging / "labelsTs" / f"{case_id}{FILE_ENDING}", look)
