@@ -154,7 +154,8 @@ def run_predict(options: PredictOptions) -> PredictResult:
         # a redo first removes this part's outputs of the old run: if it is killed, the record
         # already names the new settings, and a resumed run must not take an old case for done
         for case in listing.cases:
-            for path in [*outputs_of(case), predictions_dir / f"{case.case_id}.npz"]:
+            # the old run's probabilities too, even when this run saves none (each path once)
+            for path in dict.fromkeys([*outputs_of(case), predictions_dir / f"{case.case_id}.npz"]):
                 path.unlink(missing_ok=True)
 
     result = PredictResult(out=out, device=str(device), record_file=record_file)

@@ -423,9 +423,9 @@ class CoherentSlicer:
     ) -> bool:
         """Whether slice j is a failure mode rather than a scatter of unrelated failures."""
         if self.coherence == "neighbours":
-            core = neighbour_core(
-                x * self._metric(j), members, self.coherence_k, self.coherence_share, neighbours
-            )
+            # `neighbours` were found in slice j's metric (`_member_neighbours`, never None with
+            # this check), so `x` serves here only for its number of cases
+            core = neighbour_core(x, members, self.coherence_k, self.coherence_share, neighbours)
             return core.size >= self.coherence_min * self.min_slice_size
         if self.coherence == "silhouette" and self.min_silhouette is not None:
             return silhouette(x, members, self.random_state) >= self.min_silhouette
