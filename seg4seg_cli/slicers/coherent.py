@@ -19,8 +19,12 @@ predictable from the representation without their own label, and groups those:
    a low probability (its neighbours are ordinary cases); a member of a coherent failure a high
    one (its neighbours fail too). Unlike a linear model, the vote does not join failures that
    lie on opposite sides of the normal cases (an artefact the model segments as extra
-   structure and erased parts that shrink the prediction). `predictor="linear"`, the default
-   before 2026-12-03, is a balanced L2 logistic regression of "failing" on the representation,
+   structure and erased parts that shrink the prediction). Given each case's direction of
+   error (`fit(..., direction=)`, over- or under-segmentation, from cases.parquet's `fp_ml` and
+   `fn_ml`; `discover` passes it), the vote counts the two apart and takes the larger share
+   (`vote_by_direction`): a failure mode fails one way, so under-segmenting failures around an
+   over-segmenting case do not vouch for it. `predictor="linear"`, the default before
+   2026-12-03, is a balanced L2 logistic regression of "failing" on the representation,
    `n_folds`-fold and repeated `n_repeats` times with shuffled folds, out of fold.
 4. Candidates: cases ordered by that probability; the prefix whose actual error differs most
    from the rest's (the largest two-sample t statistic), between `min_slice_size` cases and
@@ -63,7 +67,9 @@ development seeds 100 and 101; the silhouette of 0 on those and on further devel
 neighbour check that replaced the silhouette, and the neighbour share in the member order, on
 the same development sets; the neighbour vote (10 neighbours) with the every-stage embedding and
 the image-quality columns on those sets with `few`'s seeds 200-203 added, and with them the
-neighbour check's share of 0.25 (docs/methods.md).
+neighbour check's share of 0.25; the directional vote on those sets with further seeds
+(204-219 of artefact, appearance and few), then confirmed on fresh seeds 220-229 of every
+scenario by a criterion written down before they were drawn (docs/methods.md).
 """
 
 from __future__ import annotations
@@ -199,7 +205,8 @@ class CoherentSlicer:
     `coherence_share`, `coherence_min`, `coherence_gamma`, `coherence_space` ("pca" or
     "whitened"), or `min_silhouette`; `order` of the members ("prob_near_share" or
     "prob_near"); `predictor` of failure ("neighbours", with `predictor_k`, or "linear");
-    `random_state`.
+    `vote_by_direction` (the neighbour vote counts over- and under-segmenting failures apart
+    when `fit` is given their `direction`); `random_state`.
     """
 
     def __init__(
@@ -231,6 +238,7 @@ class CoherentSlicer:
         coherence_space: str = "pca",
         predictor: str = "neighbours",
         predictor_k: int = 10,
+        vote_by_direction: bool = True,
         random_state: int = 0,
     ) -> None:
         self.n_slices = n_slices
@@ -260,6 +268,7 @@ class CoherentSlicer:
         self.coherence_space = coherence_space
         self.predictor = predictor
         self.predictor_k = predictor_k
+        self.vote_by_direction = vote_by_direction
         self.random_state = random_state
 
     # ------------------------------------------------------------------ representation
@@ -316,21 +325,36 @@ class CoherentSlicer:
                 predicted[test] += model.predict_proba(x[test])
         return predicted / repeats
 
-    def _failure_probability(self, x: np.ndarray, failing: np.ndarray, salt: int) -> np.ndarray:
+    def _failure_probability(
+        self, x: np.ndarray, failing: np.ndarray, salt: int, direction: np.ndarray | None = None
+    ) -> np.ndarray:
         """Each case's probability of failing, predicted without its own label: the share of
-        failing cases among its `predictor_k` nearest cases, or out of fold by the linear model."""
+        failing cases among its `predictor_k` nearest cases, or out of fold by the linear model.
+        With `direction` (and `vote_by_direction`), the larger of the shares of failing cases
+        that over-segment (direction >= 0) and that under-segment (<= 0): a failure mode fails
+        one way, so failures of the other way nearby do not vouch for it."""
         if self.predictor == "linear":
             return self._out_of_fold(x, failing, salt)
         scaled = x * self._space_scale(x.shape[1])
         neighbours = nearest_neighbours(scaled, np.arange(len(x)), self.predictor_k)
-        return failing[neighbours].mean(axis=1)
+        if direction is None or not self.vote_by_direction:
+            return failing[neighbours].mean(axis=1)
+        over = (failing & (direction >= 0))[neighbours].mean(axis=1)
+        under = (failing & (direction <= 0))[neighbours].mean(axis=1)
+        return np.maximum(over, under)
 
     # ------------------------------------------------------------------ estimator API
     def fit(
-        self, embeddings: np.ndarray | None, quality: np.ndarray, features=None
+        self,
+        embeddings: np.ndarray | None,
+        quality: np.ndarray,
+        features=None,
+        direction: np.ndarray | None = None,
     ) -> CoherentSlicer:
         """`embeddings` `(n_cases, n_dims)` or None, `quality` `(n_cases,)` higher-is-better,
-        `features` a DataFrame of per-case columns (only label-free ones are used)."""
+        `features` a DataFrame of per-case columns (only label-free ones are used), `direction`
+        `(n_cases,)` the sign of each case's error (+1 over-, -1 under-segmentation, 0 neither;
+        `error_direction`) or None."""
         for name, value, allowed in (
             ("coherence", self.coherence, COHERENCE_CHECKS),
             ("order", self.order, ORDERS),
@@ -341,6 +365,10 @@ class CoherentSlicer:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         embeddings, quality = check_inputs(embeddings, quality)
         n_cases = quality.shape[0]
+        if direction is not None:
+            direction = np.sign(np.asarray(direction, dtype=np.float64))
+            if direction.shape != (n_cases,):
+                raise ValueError(f"direction must have shape ({n_cases},), got {direction.shape}")
         x = self.fit_representation(embeddings, features, n_cases)
         error = errors_from_quality(quality)
         high = int(np.floor(self.max_share * n_cases))
@@ -359,7 +387,9 @@ class CoherentSlicer:
                 failing = error[index] > cutoff
             if failing.all() or not failing.any():
                 break
-            probability = self._failure_probability(x[index], failing, salt)
+            probability = self._failure_probability(
+                x[index], failing, salt, None if direction is None else direction[index]
+            )
             order = np.lexsort((index, -probability))
             m, t = best_cut(error[index][order], self.min_slice_size, high)
             if m == 0 or t <= 0:
