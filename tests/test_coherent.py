@@ -217,7 +217,7 @@ def test_the_directional_vote_counts_over_and_under_segmenting_failures_apart(se
     embeddings, dice = _cases(150, seed, direction_per_failure=False)
     rng = np.random.default_rng(seed)
     features = pd.DataFrame({"intensity_mean": rng.normal(size=150)})
-    slicer = CoherentSlicer(random_state=seed)
+    slicer = CoherentSlicer(random_state=seed, vote_by_direction=True)
     x = slicer.fit_representation(embeddings, features, 150)
     failing = dice < np.quantile(dice, 0.3)
     direction = rng.choice([-1.0, 0.0, 1.0], size=150, p=[0.45, 0.1, 0.45])
@@ -259,7 +259,8 @@ def test_cross_fit_gives_the_direction_to_the_methods_that_take_it():
         return [np.flatnonzero(found[:, j] > 0).tolist() for j in range(found.shape[1])]
 
     def make(n_fit):
-        return CoherentSlicer(random_state=0, min_slice_size=max(2, round(10 * n_fit / 150)))
+        size = max(2, round(10 * n_fit / 150))
+        return CoherentSlicer(random_state=0, min_slice_size=size, vote_by_direction=True)
 
     found = cross_fit(
         "coherent", make, embeddings, dice, None, folds, 10, np.arange(150), direction
