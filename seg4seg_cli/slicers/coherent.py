@@ -26,9 +26,9 @@ predictable from the representation without their own label, and groups those:
    around an over-segmenting case do not vouch for it. It found more planted subgroups on the
    bench's development and fresh validation seeds, but made the sample's top subgroup less
    stable when one case is removed (docs/methods.md), so it is an option, off by default.
-   `predictor="linear"`, the default before
-   2026-12-03, is a balanced L2 logistic regression of "failing" on the representation,
-   `n_folds`-fold and repeated `n_repeats` times with shuffled folds, out of fold.
+   `predictor="linear"`, the default before 2026-12-03, is a balanced L2 logistic regression
+   of "failing" on the representation, `n_folds`-fold and repeated `n_repeats` times with
+   shuffled folds, out of fold.
 4. Candidates: cases ordered by that probability; the prefix whose actual error differs most
    from the rest's (the largest two-sample t statistic), between `min_slice_size` cases and
    `max_share` of all.
