@@ -208,16 +208,17 @@ def test_the_failure_vote_is_the_failing_share_of_each_cases_nearest_cases(seed)
 
 @pytest.mark.parametrize("seed", range(3))
 def test_the_directional_vote_counts_over_and_under_segmenting_failures_apart(seed):
-    """With each case's direction of error, the vote is the larger of the shares of failing
-    cases that over-segment and that under-segment among its 10 nearest (a case with neither
-    direction counts on both sides), against scikit-learn's search; without it, or with
-    vote_by_direction=False, it is the share of all failing cases."""
+    """With each case's direction of error and direction_weight=1, the vote is the larger of
+    the shares of failing cases that over-segment and that under-segment among its 10 nearest
+    (a case with neither direction counts on both sides), against scikit-learn's search;
+    without the direction, or with direction_weight=0, it is the share of all failing cases,
+    and between, a blend of the two."""
     from sklearn.neighbors import NearestNeighbors
 
     embeddings, dice = _cases(150, seed, direction_per_failure=False)
     rng = np.random.default_rng(seed)
     features = pd.DataFrame({"intensity_mean": rng.normal(size=150)})
-    slicer = CoherentSlicer(random_state=seed, vote_by_direction=True)
+    slicer = CoherentSlicer(random_state=seed, direction_weight=1.0)
     x = slicer.fit_representation(embeddings, features, 150)
     failing = dice < np.quantile(dice, 0.3)
     direction = rng.choice([-1.0, 0.0, 1.0], size=150, p=[0.45, 0.1, 0.45])
@@ -231,7 +232,11 @@ def test_the_directional_vote_counts_over_and_under_segmenting_failures_apart(se
     np.testing.assert_allclose(slicer._failure_probability(x, failing, 0, direction), expected)
     undirected = failing[index[:, 1:]].mean(axis=1)
     np.testing.assert_allclose(slicer._failure_probability(x, failing, 0), undirected)
-    slicer.vote_by_direction = False
+    slicer.direction_weight = 0.25
+    np.testing.assert_allclose(
+        slicer._failure_probability(x, failing, 0, direction), 0.75 * undirected + 0.25 * expected
+    )
+    slicer.direction_weight = 0.0
     np.testing.assert_allclose(slicer._failure_probability(x, failing, 0, direction), undirected)
 
 
@@ -260,7 +265,7 @@ def test_cross_fit_gives_the_direction_to_the_methods_that_take_it():
 
     def make(n_fit):
         size = max(2, round(10 * n_fit / 150))
-        return CoherentSlicer(random_state=0, min_slice_size=size, vote_by_direction=True)
+        return CoherentSlicer(random_state=0, min_slice_size=size, direction_weight=1.0)
 
     found = cross_fit(
         "coherent", make, embeddings, dice, None, folds, 10, np.arange(150), direction

@@ -19,13 +19,12 @@ predictable from the representation without their own label, and groups those:
    a low probability (its neighbours are ordinary cases); a member of a coherent failure a high
    one (its neighbours fail too). Unlike a linear model, the vote does not join failures that
    lie on opposite sides of the normal cases (an artefact the model segments as extra
-   structure and erased parts that shrink the prediction). With `vote_by_direction=True` and
-   each case's direction of error (`fit(..., direction=)`, over- or under-segmentation, from
-   cases.parquet's `fp_ml` and `fn_ml`; `discover` passes it), the vote counts the two apart
-   and takes the larger share: a failure mode fails one way, so under-segmenting failures
-   around an over-segmenting case do not vouch for it. It found more planted subgroups on the
-   bench's development and fresh validation seeds, but made the sample's top subgroup less
-   stable when one case is removed (docs/methods.md), so it is an option, off by default.
+   structure and erased parts that shrink the prediction). Given each case's direction of
+   error (`fit(..., direction=)`, over- or under-segmentation, from cases.parquet's `fp_ml`
+   and `fn_ml`; `discover` passes it), `direction_weight` w blends in a directional vote:
+   (1 - w) x the share of failing neighbours + w x the larger of the shares of over- and of
+   under-segmenting failing neighbours. A failure mode fails one way, so under-segmenting
+   failures around an over-segmenting case vouch less for it (docs/methods.md).
    `predictor="linear"`, the default before 2026-12-03, is a balanced L2 logistic regression
    of "failing" on the representation, `n_folds`-fold and repeated `n_repeats` times with
    shuffled folds, out of fold.
@@ -206,8 +205,9 @@ class CoherentSlicer:
     `coherence_share`, `coherence_min`, `coherence_gamma`, `coherence_space` ("pca" or
     "whitened"), or `min_silhouette`; `order` of the members ("prob_near_share" or
     "prob_near"); `predictor` of failure ("neighbours", with `predictor_k`, or "linear");
-    `vote_by_direction` (the neighbour vote counts over- and under-segmenting failures apart
-    when `fit` is given their `direction`); `random_state`.
+    `direction_weight` (0: the vote ignores the direction of error; 1: it counts over- and
+    under-segmenting failures apart and takes the larger share; between: a blend);
+    `random_state`.
     """
 
     def __init__(
@@ -239,7 +239,7 @@ class CoherentSlicer:
         coherence_space: str = "pca",
         predictor: str = "neighbours",
         predictor_k: int = 10,
-        vote_by_direction: bool = False,
+        direction_weight: float = 0.0,
         random_state: int = 0,
     ) -> None:
         self.n_slices = n_slices
@@ -269,7 +269,7 @@ class CoherentSlicer:
         self.coherence_space = coherence_space
         self.predictor = predictor
         self.predictor_k = predictor_k
-        self.vote_by_direction = vote_by_direction
+        self.direction_weight = direction_weight
         self.random_state = random_state
 
     # ------------------------------------------------------------------ representation
@@ -331,18 +331,20 @@ class CoherentSlicer:
     ) -> np.ndarray:
         """Each case's probability of failing, predicted without its own label: the share of
         failing cases among its `predictor_k` nearest cases, or out of fold by the linear model.
-        With `direction` (and `vote_by_direction`), the larger of the shares of failing cases
-        that over-segment (direction >= 0) and that under-segment (<= 0): a failure mode fails
-        one way, so failures of the other way nearby do not vouch for it."""
+        With `direction` and a `direction_weight` w > 0, blended with w times the larger of the
+        shares of failing cases that over-segment (direction >= 0) and that under-segment
+        (<= 0): a failure mode fails one way, so failures of the other way nearby vouch less."""
         if self.predictor == "linear":
             return self._out_of_fold(x, failing, salt)
         scaled = x * self._space_scale(x.shape[1])
         neighbours = nearest_neighbours(scaled, np.arange(len(x)), self.predictor_k)
-        if direction is None or not self.vote_by_direction:
-            return failing[neighbours].mean(axis=1)
+        share = failing[neighbours].mean(axis=1)
+        if direction is None or self.direction_weight == 0:
+            return share
         over = (failing & (direction >= 0))[neighbours].mean(axis=1)
         under = (failing & (direction <= 0))[neighbours].mean(axis=1)
-        return np.maximum(over, under)
+        w = self.direction_weight
+        return (1.0 - w) * share + w * np.maximum(over, under)
 
     # ------------------------------------------------------------------ estimator API
     def fit(
