@@ -19,7 +19,6 @@ member and no p-value.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -70,33 +69,15 @@ def cross_fit(
     folds: np.ndarray,
     min_size: int,
     tie_break: np.ndarray,
-    direction: np.ndarray | None = None,
 ) -> list[Candidate]:
     """Fit `make(n_fit_cases)` on all cases and on each fold's complement; returns the slices of
     the full fit with at least `min_size` members, each with its tested members and stability.
 
     `make(n)` builds an unfitted slicer for a fit on n cases; `tie_break` orders members of
-    equal strength (e.g. case ids); `direction`, each case's direction of error, goes to the
-    fits of a method that takes it.
+    equal strength (e.g. case ids).
     """
     n_cases = quality.shape[0]
-
-    def fit(rows: np.ndarray | None):
-        """A slicer fitted on the cases `rows` (None: all of them, as given)."""
-        slicer = make(n_cases if rows is None else rows.size)
-        extra = {}
-        if direction is not None and "direction" in inspect.signature(slicer.fit).parameters:
-            extra["direction"] = direction if rows is None else direction[rows]
-        if rows is None:
-            return slicer.fit(embeddings, quality, features, **extra)
-        return slicer.fit(
-            embeddings[rows] if embeddings is not None else None,
-            quality[rows],
-            _rows(features, rows),
-            **extra,
-        )
-
-    full = fit(None)
+    full = make(n_cases).fit(embeddings, quality, features)
     strengths = np.asarray(full.memberships_)
     candidates = []
     for j in range(strengths.shape[1]):
@@ -114,7 +95,11 @@ def cross_fit(
     n_folds = int(folds.max()) + 1
     for fold in range(n_folds):
         train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        slicer = fit(train)
+        slicer = make(train.size).fit(
+            embeddings[train] if embeddings is not None else None,
+            quality[train],
+            _rows(features, train),
+        )
         fold_members = np.asarray(slicer.transform(embeddings, features)) > 0
         if fold_members.shape[1] == 0:
             continue

@@ -26,7 +26,6 @@ from seg4seg_cli.errors import DataError, UsageError
 from seg4seg_cli.metrics import METRIC_NAMES
 from seg4seg_cli.run_record import now_iso, write_step
 from seg4seg_cli.slicers import METHODS, make_slicer
-from seg4seg_cli.slicers.base import error_direction
 from seg4seg_cli.statistics import (
     benjamini_hochberg,
     describe,
@@ -170,7 +169,6 @@ def _find_candidates(
     features = candidate_features(cases)
     n_cases = len(cases)
     tie_break = cases["case_id"].to_numpy()
-    direction = error_direction(cases)  # like quality, seen by the fits only
     candidates = []
     for method in methods:
         if METHODS[method][2] and embeddings is None:
@@ -183,7 +181,7 @@ def _find_candidates(
             method, options.n_slices, options.seed, min_size, n_cases, options.params
         )
         candidates += cross_fit(
-            method, make, embeddings, quality, features, folds, min_size, tie_break, direction
+            method, make, embeddings, quality, features, folds, min_size, tie_break
         )
     return candidates
 

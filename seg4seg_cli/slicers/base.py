@@ -13,8 +13,6 @@ A slicer is a scikit-learn-style estimator:
   computed WITHOUT quality, so that slices can be applied to held-out cases; 0 means "not a
   member", larger means a stronger member. Slices are ordered worst first.
 - `descriptions_`: one string per slice (a rule for SliceLine, empty where a method has none).
-- A method whose `fit` also takes `direction` (coherent) is given each case's direction of
-  error (`error_direction`), which, like quality, only `fit` sees.
 """
 
 from __future__ import annotations
@@ -41,18 +39,6 @@ def check_inputs(
         if not np.all(np.isfinite(embeddings)):
             raise ValueError("embeddings must be finite")
     return embeddings, quality
-
-
-def error_direction(cases) -> np.ndarray | None:
-    """Sign of each case's error from cases.parquet's columns: +1 where the prediction holds
-    more false-positive than false-negative volume (over-segmentation), -1 where less, 0 where
-    equal or unknown (a missing value); None without the columns `fp_ml` and `fn_ml`."""
-    if "fp_ml" not in cases.columns or "fn_ml" not in cases.columns:
-        return None
-    fp = cases["fp_ml"].to_numpy(dtype=np.float64, na_value=np.nan)
-    fn = cases["fn_ml"].to_numpy(dtype=np.float64, na_value=np.nan)
-    difference = fp - fn
-    return np.sign(np.where(np.isfinite(difference), difference, 0.0))
 
 
 def errors_from_quality(quality: np.ndarray) -> np.ndarray:

@@ -19,15 +19,9 @@ predictable from the representation without their own label, and groups those:
    a low probability (its neighbours are ordinary cases); a member of a coherent failure a high
    one (its neighbours fail too). Unlike a linear model, the vote does not join failures that
    lie on opposite sides of the normal cases (an artefact the model segments as extra
-   structure and erased parts that shrink the prediction). Given each case's direction of
-   error (`fit(..., direction=)`, over- or under-segmentation, from cases.parquet's `fp_ml`
-   and `fn_ml`; `discover` passes it), `direction_weight` w blends in a directional vote:
-   (1 - w) x the share of failing neighbours + w x the larger of the shares of over- and of
-   under-segmenting failing neighbours. A failure mode fails one way, so under-segmenting
-   failures around an over-segmenting case vouch less for it (docs/methods.md).
-   `predictor="linear"`, the default before 2026-12-03, is a balanced L2 logistic regression
-   of "failing" on the representation, `n_folds`-fold and repeated `n_repeats` times with
-   shuffled folds, out of fold.
+   structure and erased parts that shrink the prediction). `predictor="linear"`, the default
+   before 2026-12-03, is a balanced L2 logistic regression of "failing" on the representation,
+   `n_folds`-fold and repeated `n_repeats` times with shuffled folds, out of fold.
 4. Candidates: cases ordered by that probability; the prefix whose actual error differs most
    from the rest's (the largest two-sample t statistic), between `min_slice_size` cases and
    `max_share` of all.
@@ -205,8 +199,6 @@ class CoherentSlicer:
     `coherence_share`, `coherence_min`, `coherence_gamma`, `coherence_space` ("pca" or
     "whitened"), or `min_silhouette`; `order` of the members ("prob_near_share" or
     "prob_near"); `predictor` of failure ("neighbours", with `predictor_k`, or "linear");
-    `direction_weight` (0: the vote ignores the direction of error; 1: it counts over- and
-    under-segmenting failures apart and takes the larger share; between: a blend);
     `random_state`.
     """
 
@@ -239,7 +231,6 @@ class CoherentSlicer:
         coherence_space: str = "pca",
         predictor: str = "neighbours",
         predictor_k: int = 10,
-        direction_weight: float = 0.0,
         random_state: int = 0,
     ) -> None:
         self.n_slices = n_slices
@@ -269,7 +260,6 @@ class CoherentSlicer:
         self.coherence_space = coherence_space
         self.predictor = predictor
         self.predictor_k = predictor_k
-        self.direction_weight = direction_weight
         self.random_state = random_state
 
     # ------------------------------------------------------------------ representation
@@ -326,38 +316,21 @@ class CoherentSlicer:
                 predicted[test] += model.predict_proba(x[test])
         return predicted / repeats
 
-    def _failure_probability(
-        self, x: np.ndarray, failing: np.ndarray, salt: int, direction: np.ndarray | None = None
-    ) -> np.ndarray:
+    def _failure_probability(self, x: np.ndarray, failing: np.ndarray, salt: int) -> np.ndarray:
         """Each case's probability of failing, predicted without its own label: the share of
-        failing cases among its `predictor_k` nearest cases, or out of fold by the linear model.
-        With `direction` and a `direction_weight` w > 0, blended with w times the larger of the
-        shares of failing cases that over-segment (direction >= 0) and that under-segment
-        (<= 0): a failure mode fails one way, so failures of the other way nearby vouch less."""
+        failing cases among its `predictor_k` nearest cases, or out of fold by the linear model."""
         if self.predictor == "linear":
             return self._out_of_fold(x, failing, salt)
         scaled = x * self._space_scale(x.shape[1])
         neighbours = nearest_neighbours(scaled, np.arange(len(x)), self.predictor_k)
-        share = failing[neighbours].mean(axis=1)
-        if direction is None or self.direction_weight == 0:
-            return share
-        over = (failing & (direction >= 0))[neighbours].mean(axis=1)
-        under = (failing & (direction <= 0))[neighbours].mean(axis=1)
-        w = self.direction_weight
-        return (1.0 - w) * share + w * np.maximum(over, under)
+        return failing[neighbours].mean(axis=1)
 
     # ------------------------------------------------------------------ estimator API
     def fit(
-        self,
-        embeddings: np.ndarray | None,
-        quality: np.ndarray,
-        features=None,
-        direction: np.ndarray | None = None,
+        self, embeddings: np.ndarray | None, quality: np.ndarray, features=None
     ) -> CoherentSlicer:
         """`embeddings` `(n_cases, n_dims)` or None, `quality` `(n_cases,)` higher-is-better,
-        `features` a DataFrame of per-case columns (only label-free ones are used), `direction`
-        `(n_cases,)` the sign of each case's error (+1 over-, -1 under-segmentation, 0 neither;
-        `error_direction`) or None."""
+        `features` a DataFrame of per-case columns (only label-free ones are used)."""
         for name, value, allowed in (
             ("coherence", self.coherence, COHERENCE_CHECKS),
             ("order", self.order, ORDERS),
@@ -368,10 +341,6 @@ class CoherentSlicer:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         embeddings, quality = check_inputs(embeddings, quality)
         n_cases = quality.shape[0]
-        if direction is not None:
-            direction = np.sign(np.asarray(direction, dtype=np.float64))
-            if direction.shape != (n_cases,):
-                raise ValueError(f"direction must have shape ({n_cases},), got {direction.shape}")
         x = self.fit_representation(embeddings, features, n_cases)
         error = errors_from_quality(quality)
         high = int(np.floor(self.max_share * n_cases))
@@ -390,9 +359,7 @@ class CoherentSlicer:
                 failing = error[index] > cutoff
             if failing.all() or not failing.any():
                 break
-            probability = self._failure_probability(
-                x[index], failing, salt, None if direction is None else direction[index]
-            )
+            probability = self._failure_probability(x[index], failing, salt)
             order = np.lexsort((index, -probability))
             m, t = best_cut(error[index][order], self.min_slice_size, high)
             if m == 0 or t <= 0:
