@@ -65,11 +65,13 @@ SHOWN_LEFT_OUT = 10
 # comparisons instead of 26/32 (8 to 24 all did as well; docs/compare.md). The silhouette check,
 # member order and linear failure model are those the comparison bench ran with: the neighbour
 # check and neighbour vote that became discover's defaults on 2026-12-03 were chosen on
-# discovery data, not on comparisons.
+# discovery data, not on comparisons. So was discover's member order by closeness to the nearest
+# half of a slice's members (also 2026-12-03); compare keeps closeness to the 5 nearest.
 COHERENT_DEFAULTS = {
     "n_pca_components": 16,
     "coherence": "silhouette",
     "order": "prob_near",
+    "near_k": 5,
     "predictor": "linear",
 }
 # and the representation the comparison bench ran with: the mean-pooled bottleneck of each model

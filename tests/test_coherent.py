@@ -204,3 +204,45 @@ def test_the_failure_vote_is_the_failing_share_of_each_cases_nearest_cases(seed)
     spread = slicer.pc_scale_ / np.sqrt(np.mean(slicer.pc_scale_**2))
     np.testing.assert_allclose(scale[: spread.size], spread)
     assert scale[-1] == 1.0
+
+
+def _brute_force_strengths(points, metric_points, members, k_share):
+    """Each member's strength written the slow way: the mean of its percentile among the
+    members in closeness (mean distance to the nearest half of the other members) and in the
+    share of members among its `k_share` nearest fit cases (in the slice's metric)."""
+    inside = set(members.tolist())
+    half = int(np.ceil(len(members) / 2))
+    distance, share = {}, {}
+    for i in members:
+        to_members = sorted(
+            float(np.sqrt(((points[i] - points[j]) ** 2).sum())) for j in members if j != i
+        )
+        distance[i] = np.mean(to_members[:half])
+        to_all = sorted(
+            (float(((metric_points[i] - metric_points[j]) ** 2).sum()), j)
+            for j in range(len(points))
+            if j != i
+        )
+        share[i] = np.mean([j in inside for _, j in to_all[:k_share]])
+    near = {i: np.mean([distance[j] >= distance[i] for j in members]) for i in members}
+    shares = {i: np.mean([share[j] <= share[i] for j in members]) for i in members}
+    return np.array([(near[i] + shares[i]) / 2 for i in members])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_members_are_ordered_by_closeness_to_the_nearest_half_and_member_share(seed):
+    """The default member order, against the slow way. Closeness to the nearest half of a
+    slice's members (not to its 5 nearest) puts the slice's main mode first; a tight little group
+    of other failures inside the slice is close only to itself."""
+    embeddings, dice = _cases(200, seed, direction_per_failure=False)
+    slicer = CoherentSlicer(random_state=0).fit(embeddings, dice)
+    assert slicer.memberships_.shape[1] >= 1
+    members = np.flatnonzero(slicer.fit_assigned_ == 0)
+    expected = _brute_force_strengths(
+        slicer.fit_points_, slicer.fit_points_ * slicer._metric(0), members, slicer.coherence_k
+    )
+    np.testing.assert_allclose(slicer.memberships_[members, 0], expected, atol=1e-9)
+    # the order before: the predicted probability counts too, and the 5 nearest members
+    before = CoherentSlicer(random_state=0, order="prob_near_share", near_k=5)
+    before = before.fit(embeddings, dice).memberships_[members, 0]
+    assert not np.allclose(before, expected)

@@ -37,13 +37,13 @@ def test_compare_gives_coherent_its_own_defaults_under_the_users_params():
     options = CompareOptions(data=SAMPLE_DATA)
     # the settings the comparison bench was run with, whatever discover's default becomes
     assert slicer_params(options) == COHERENT_DEFAULTS == {
-        "n_pca_components": 16, "coherence": "silhouette", "order": "prob_near",
+        "n_pca_components": 16, "coherence": "silhouette", "order": "prob_near", "near_k": 5,
         "predictor": "linear",
     }  # fmt: skip
     options.params = {"n_pca_components": 8, "C": 0.3}
     assert slicer_params(options) == {
         "n_pca_components": 8, "C": 0.3, "coherence": "silhouette", "order": "prob_near",
-        "predictor": "linear",
+        "near_k": 5, "predictor": "linear",
     }  # fmt: skip
     options.method, options.params = "domino", None
     assert slicer_params(options) is None  # other methods keep their own defaults
